@@ -1,0 +1,30 @@
+//! sfu-lite: video meetings in the browser on a server you run yourself.
+//!
+//! # Layout
+//! - [`config`]: the embedded default config, file and environment layers.
+//! - [`server`]: start-up and ordered shutdown of everything below.
+//! - [`http`]: routes only — the web client, `/healthz`, `/metrics`, the Socket.IO layer.
+//! - [`signal`]: Socket.IO. The tutorial's protocol on `/`, rooms and media negotiation on
+//!   `/rooms`; validation, limits and the one error shape. Knows nothing of RTP.
+//! - [`sfu`]: WebRTC. Two PeerConnections per participant (publisher: client offers;
+//!   subscriber: server offers), one reader per published track, one writer task per
+//!   subscription. Knows nothing of Socket.IO.
+//! - [`metrics`]: counters and gauges behind `/metrics`.
+//!
+//! # How things travel
+//! A signaling event arrives as Socket.IO JSON, is decoded into a typed message in `signal`,
+//! checked against the limits, and either answered there (rooms, chat) or handed to the SFU
+//! through [`sfu::Participant`] (offers, answers, candidates). The SFU answers through an
+//! [`sfu::SfuEvent`] channel that `signal` relays to that socket.
+//!
+//! A media packet arrives on the one UDP socket, is decrypted by the publisher's
+//! PeerConnection, read once by its track's reader task, and handed by bounded channel to one
+//! writer task per subscriber, which writes it to that subscriber's local track (re-encrypted
+//! per subscriber). A full channel drops for that subscriber only.
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod sfu;
+pub mod signal;

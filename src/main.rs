@@ -1,0 +1,106 @@
+//! The `sfu-lite` binary: `serve` (the default) runs the meeting server; `load` drives a server
+//! with headless peers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use sfu_lite::config::Config;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "sfu-lite",
+    version,
+    about = "Self-hosted video meetings: Socket.IO signaling and a WebRTC selective forwarding unit in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the meeting server (the default when no subcommand is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// TOML file laid over the embedded default config (see configs/default.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address for HTTP and signaling, overriding server.listen (e.g. 127.0.0.1:8000).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Serve the web client from this directory instead of the embedded copy.
+    #[arg(long, value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,webrtc=warn,webrtc_ice=warn,webrtc_dtls=warn,webrtc_srtp=warn,webrtc_mdns=warn,interceptor=warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sfu-lite: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        None => runtime.block_on(serve(cli.serve)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let mut config = match Config::load(args.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sfu-lite: bad configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(dir) = args.static_dir {
+        config.server.static_dir = dir.display().to_string();
+    }
+    let server = match sfu_lite::server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sfu-lite: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Printed on stdout (not only logged) so people and scripts see where to go.
+    println!("sfu-lite listening on {}", server.url());
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
