@@ -27,6 +27,7 @@
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod server;
 pub mod sfu;
