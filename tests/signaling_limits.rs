@@ -192,7 +192,7 @@ async fn a_socket_that_keeps_flooding_is_disconnected_and_others_carry_on() {
     })
     .await;
     let mut abuser = Client::rooms(&server).await;
-    let mut a = Client::rooms(&server).await;
+    let a = Client::rooms(&server).await;
     a.join("r", "A").await;
     let mut b = Client::rooms(&server).await;
     b.join("r", "B").await;
