@@ -10,7 +10,6 @@
 //!   subscriber: server offers), one reader per published track, one writer task per
 //!   subscription. Knows nothing of Socket.IO.
 //! - [`metrics`]: counters and gauges behind `/metrics`; [`procstat`]: CPU and RSS from `/proc`.
-//! - [`client`]: the headless participant (tests and the load tester).
 //! - [`load`]: `sfu-lite load`, headless peers against a server, and its figures.
 //! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
 //!   and the load tester drive.
