@@ -1,0 +1,209 @@
+// The room as people see it: one tile per participant (video, or an avatar when the camera is
+// off), screen shares on a large stage, and the participant list. Pure DOM; the session tells
+// it who is here, what they publish and what state they are in.
+
+import { el, icon, initials, hueFor } from './util.js';
+
+const EMPTY_STATE = { audio_muted: false, video_muted: false, screen: false };
+
+export class RoomView {
+  /** @type {Map<string, object>} participant id -> record */
+  people = new Map();
+
+  constructor({ grid, stage, roster, count, onAudioBlocked }) {
+    this.grid = grid;
+    this.stage = stage;
+    this.roster = roster;
+    this.count = count;
+    this.onAudioBlocked = onAudioBlocked;
+    this.statsVisible = false;
+    new ResizeObserver(() => this.#layout()).observe(grid);
+  }
+
+  /** Adds or renames a participant; the local one first, and marked as such. */
+  upsert({ id, name, state, local = false }) {
+    let p = this.people.get(id);
+    if (!p) {
+      p = this.#create(id, local);
+      this.people.set(id, p);
+    }
+    if (name !== undefined && name !== p.name) {
+      p.name = name;
+      p.nameEl.textContent = local ? `${name} (you)` : name;
+      p.rosterName.textContent = local ? `${name} (you)` : name;
+      p.avatar.textContent = initials(name);
+      p.avatar.style.setProperty('--hue', hueFor(name));
+      p.tile.dataset.name = name;
+      p.rosterItem.dataset.name = name;
+      p.screenLabel.textContent = local ? 'Your screen' : `${name}'s screen`;
+      p.tile.setAttribute('aria-label', local ? `${name} (you)` : name);
+    }
+    if (state) this.setState(id, state);
+    this.#layout();
+    return p;
+  }
+
+  #create(id, local) {
+    const video = el('video', { autoplay: true, playsinline: true, muted: true, dataset: { source: 'camera' } });
+    video.muted = true;
+    const audio = el('audio', { autoplay: true, dataset: { source: 'microphone' } });
+    const avatar = el('div', { class: 'avatar', 'aria-hidden': 'true' }, '?');
+    const nameEl = el('span', { class: 'name' });
+    const micOff = el('span', { class: 'badge mic-off', title: 'Microphone muted' }, icon('mic-off'));
+    const camOff = el('span', { class: 'badge cam-off', title: 'Camera off' }, icon('cam-off'));
+    const stats = el('pre', { class: 'stats', hidden: true });
+    const tile = el(
+      'figure',
+      { class: `tile${local ? ' local' : ''}`, role: 'group', dataset: { id } },
+      video,
+      avatar,
+      el('figcaption', {}, micOff, camOff, nameEl),
+      stats,
+      local ? null : audio,
+    );
+    const screenVideo = el('video', { autoplay: true, playsinline: true, muted: true, dataset: { source: 'screen' } });
+    screenVideo.muted = true;
+    const screenLabel = el('span', { class: 'label' });
+    const screenStats = el('pre', { class: 'stats', hidden: true });
+    const screen = el('figure', { class: 'screen', dataset: { id } }, screenVideo, screenLabel, screenStats);
+    const rosterName = el('span', { class: 'name' });
+    const rosterItem = el(
+      'li',
+      { dataset: { id } },
+      el('span', { class: 'dot', 'aria-hidden': 'true' }),
+      rosterName,
+      el('span', { class: 'badge mic-off', title: 'Microphone muted' }, icon('mic-off')),
+      el('span', { class: 'badge cam-off', title: 'Camera off' }, icon('cam-off')),
+      el('span', { class: 'badge sharing', title: 'Sharing screen' }, icon('screen')),
+    );
+    if (local) {
+      this.grid.prepend(tile);
+      this.roster.prepend(rosterItem);
+    } else {
+      this.grid.append(tile);
+      this.roster.append(rosterItem);
+    }
+    const p = {
+      id, local, name: undefined, state: { ...EMPTY_STATE }, tracks: {},
+      tile, video, audio, avatar, nameEl, stats, screen, screenVideo, screenLabel, screenStats,
+      rosterItem, rosterName,
+    };
+    this.#render(p);
+    this.#updateCount();
+    return p;
+  }
+
+  remove(id) {
+    const p = this.people.get(id);
+    if (!p) return;
+    p.tile.remove();
+    p.screen.remove();
+    p.rosterItem.remove();
+    p.video.srcObject = p.audio.srcObject = p.screenVideo.srcObject = null;
+    this.people.delete(id);
+    this.#updateCount();
+    this.#layout();
+  }
+
+  /** Drops every remote participant (the session lost the room and will rejoin). */
+  clearRemotes() {
+    for (const [id, p] of this.people) if (!p.local) this.remove(id);
+  }
+
+  setState(id, state) {
+    const p = this.people.get(id);
+    if (!p) return;
+    p.state = { ...p.state, ...state };
+    this.#render(p);
+  }
+
+  /** A remote (or the local) track for one source; null removes it. */
+  setTrack(id, source, track) {
+    const p = this.people.get(id) ?? this.upsert({ id });
+    p.tracks[source] = track;
+    const stream = track ? new MediaStream([track]) : null;
+    if (source === 'camera') p.video.srcObject = stream;
+    else if (source === 'screen') p.screenVideo.srcObject = stream;
+    else if (source === 'microphone' && !p.local) {
+      p.audio.srcObject = stream;
+      if (stream) this.#play(p.audio);
+    }
+    this.#render(p);
+  }
+
+  #play(media) {
+    // Autoplay with sound may need a click first; the banner offers one.
+    media.play()?.catch((err) => {
+      if (err?.name === 'NotAllowedError') this.onAudioBlocked?.();
+    });
+  }
+
+  /** After a click, retries every remote audio element that autoplay refused. */
+  resumeAudio() {
+    for (const p of this.people.values()) if (p.audio.srcObject && p.audio.paused) this.#play(p.audio);
+  }
+
+  setSpeaking(id, speaking) {
+    const p = this.people.get(id);
+    if (!p || p.speaking === speaking) return;
+    p.speaking = speaking;
+    p.tile.classList.toggle('speaking', speaking);
+    p.tile.dataset.speaking = String(speaking);
+    p.rosterItem.classList.toggle('speaking', speaking);
+  }
+
+  setStatsVisible(on) {
+    this.statsVisible = on;
+    for (const p of this.people.values()) {
+      p.stats.hidden = !on;
+      p.screenStats.hidden = !on;
+    }
+  }
+
+  setStats(id, { camera, screen }) {
+    const p = this.people.get(id);
+    if (!p) return;
+    p.stats.textContent = camera ?? '';
+    p.screenStats.textContent = screen ?? '';
+  }
+
+  #render(p) {
+    const { audio_muted, video_muted, screen } = p.state;
+    const showVideo = Boolean(p.tracks.camera) && !video_muted;
+    const showScreen = Boolean(p.tracks.screen) && Boolean(screen);
+    p.tile.dataset.audioMuted = String(Boolean(audio_muted));
+    p.tile.dataset.videoMuted = String(Boolean(video_muted));
+    p.tile.dataset.screen = String(showScreen);
+    p.tile.classList.toggle('has-video', showVideo);
+    p.rosterItem.dataset.audioMuted = String(Boolean(audio_muted));
+    p.rosterItem.dataset.videoMuted = String(Boolean(video_muted));
+    p.rosterItem.dataset.screen = String(Boolean(screen));
+    if (showScreen && !p.screen.isConnected) this.stage.append(p.screen);
+    if (!showScreen && p.screen.isConnected) p.screen.remove();
+    this.stage.hidden = this.stage.childElementCount === 0;
+    this.grid.closest('.room-body')?.classList.toggle('has-stage', !this.stage.hidden);
+    this.stage.dataset.count = String(this.stage.childElementCount);
+    this.#layout();
+  }
+
+  #updateCount() {
+    const n = this.people.size;
+    this.count.textContent = `${n} ${n === 1 ? 'person' : 'people'}`;
+  }
+
+  /** Picks the column count that makes 16:9 tiles largest in the grid's box. */
+  #layout() {
+    const n = this.grid.childElementCount;
+    if (n === 0) return;
+    const { width, height } = this.grid.getBoundingClientRect();
+    if (!width || !height) return;
+    let best = { cols: 1, size: 0 };
+    for (let cols = 1; cols <= n; cols++) {
+      const rows = Math.ceil(n / cols);
+      const w = Math.min(width / cols, ((height / rows) * 16) / 9);
+      if (w > best.size) best = { cols, size: w };
+    }
+    this.grid.style.setProperty('--cols', best.cols);
+    this.grid.style.setProperty('--tile-w', `${Math.floor(best.size) - 12}px`);
+  }
+}
