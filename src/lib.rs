@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod server;
 pub mod sfu;

@@ -1,0 +1,211 @@
+//! Command-line arguments of `sfu-lite load`, and the checks made before any peer starts.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// `sfu-lite load`: drive a server with headless peers and measure it.
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Server to load.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Number of rooms; peers are spread over them evenly.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Peers in all rooms together.
+    #[arg(long, default_value_t = 2)]
+    pub peers: usize,
+    /// How many of the peers publish (spread over the rooms); the default is all of them.
+    #[arg(long)]
+    pub publishers: Option<usize>,
+    /// How long to keep the media flowing once everyone has joined (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Joins per second while ramping up (e.g. 10/s, or 0 for all at once).
+    #[arg(long, default_value = "10/s", value_parser = parse_ramp)]
+    pub ramp: f64,
+    /// Video each publisher sends: a bitrate such as 500kbps (synthetic VP8-sized packets
+    /// paced at that rate), `fixture` (the committed VP8 clip, looped), or `none`.
+    #[arg(long, default_value = "500kbps")]
+    pub video: VideoSpec,
+    /// Publishers also send Opus audio.
+    #[arg(long)]
+    pub audio: bool,
+    /// Socket.IO clients only: join cost, message latency and throughput, mass disconnect.
+    #[arg(long)]
+    pub signal_only: bool,
+    /// Write every figure as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw latency and throughput over time (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// The server's process id, for its CPU time and RSS (otherwise /metrics only).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Exit non-zero when the loss ratio is above this (0.01 = 1 %).
+    #[arg(long, default_value_t = 0.05)]
+    pub max_loss: f64,
+    /// Allow a target that is not on this machine's loopback.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// No progress bar (for logs and CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What a publisher's video track sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum VideoSpec {
+    None,
+    /// Synthetic VP8 at this many bits per second.
+    Bitrate(u64),
+    /// The committed fixture clip, looped.
+    Fixture,
+}
+
+impl FromStr for VideoSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "none" | "off" => return Ok(Self::None),
+            "fixture" => return Ok(Self::Fixture),
+            _ => {}
+        }
+        let (number, unit) =
+            s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+        let value: f64 = number.trim().parse().map_err(|_| {
+            format!("expected a bitrate like 500kbps, `fixture` or `none`, got {s:?}")
+        })?;
+        let scale = match unit {
+            "" | "bps" => 1.0,
+            "kbps" | "k" => 1e3,
+            "mbps" | "m" => 1e6,
+            other => return Err(format!("unknown bitrate unit {other:?} (bps, kbps, mbps)")),
+        };
+        let bps = value * scale;
+        if !(1e3..=50e6).contains(&bps) {
+            return Err(format!("bitrate {bps} bps is outside 1kbps..50mbps"));
+        }
+        Ok(Self::Bitrate(bps as u64))
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(24 * 3600) {
+        return Err("at most 24h".into());
+    }
+    Ok(d)
+}
+
+/// `10/s` or `10` joins per second; 0 means all at once.
+fn parse_ramp(s: &str) -> Result<f64, String> {
+    let n = s.trim().trim_end_matches("/s");
+    let v: f64 = n.parse().map_err(|_| format!("expected N/s, got {s:?}"))?;
+    if !(0.0..=100_000.0).contains(&v) {
+        return Err("ramp must be between 0 and 100000 per second".into());
+    }
+    Ok(v)
+}
+
+impl LoadArgs {
+    /// Consistency checks, and the loopback-only rule unless `--allow-remote`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rooms == 0 || self.peers == 0 {
+            return Err("--rooms and --peers must be at least 1".into());
+        }
+        if self.peers > 10_000 {
+            return Err("--peers is at most 10000".into());
+        }
+        if self.publishers.is_some_and(|p| p > self.peers) {
+            return Err("--publishers cannot exceed --peers".into());
+        }
+        if !(0.0..=1.0).contains(&self.max_loss) {
+            return Err("--max-loss is a ratio between 0 and 1".into());
+        }
+        let url = url::Url::parse(&self.url).map_err(|e| format!("--url: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("--url must be http:// or https://".into());
+        }
+        if !self.allow_remote && !is_loopback_host(url.host_str().unwrap_or("")) {
+            return Err(format!(
+                "{} is not on this machine's loopback; pass --allow-remote to load another host",
+                self.url
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn publisher_count(&self) -> usize {
+        self.publishers.unwrap_or(self.peers)
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: LoadArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<LoadArgs, String> {
+        let mut all = vec!["load"];
+        all.extend_from_slice(argv);
+        let args = Wrap::try_parse_from(all).map_err(|e| e.to_string())?.args;
+        args.validate()?;
+        Ok(args)
+    }
+
+    #[test]
+    fn defaults_are_bounded_and_local() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.duration, Duration::from_secs(30));
+        assert_eq!(a.video, VideoSpec::Bitrate(500_000));
+        assert_eq!(a.publisher_count(), 2);
+    }
+
+    #[test]
+    fn parses_units() {
+        let a = parse(&["--video", "1.5mbps", "--ramp", "25/s", "--duration", "2m"]).unwrap();
+        assert_eq!(a.video, VideoSpec::Bitrate(1_500_000));
+        assert_eq!(a.ramp, 25.0);
+        assert_eq!(a.duration, Duration::from_secs(120));
+        assert_eq!(
+            parse(&["--video", "fixture"]).unwrap().video,
+            VideoSpec::Fixture
+        );
+        assert!(parse(&["--video", "fast"]).is_err());
+    }
+
+    #[test]
+    fn remote_targets_need_allow_remote() {
+        assert!(parse(&["--url", "http://[::1]:8000"]).is_ok());
+        assert!(parse(&["--url", "http://localhost:8000"]).is_ok());
+        let err = parse(&["--url", "http://192.0.2.1:8000"]).unwrap_err();
+        assert!(err.contains("--allow-remote"), "{err}");
+        assert!(parse(&["--url", "http://192.0.2.1:8000", "--allow-remote"]).is_ok());
+    }
+
+    #[test]
+    fn inconsistent_counts_are_refused() {
+        assert!(parse(&["--peers", "2", "--publishers", "3"]).is_err());
+        assert!(parse(&["--rooms", "0"]).is_err());
+    }
+}

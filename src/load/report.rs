@@ -1,0 +1,160 @@
+//! The figures of a load run: one serialisable summary (`--json`), its table for people, and
+//! the timeline behind `--plot`.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::stats::Percentiles;
+
+/// One second of the run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TimelinePoint {
+    pub t_s: f64,
+    pub recv_packets_per_s: f64,
+    pub recv_kbps: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+}
+
+/// Every figure of a run. Field names are part of the JSON contract.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub url: String,
+    pub rooms: usize,
+    pub peers: usize,
+    pub publishers: usize,
+    pub signal_only: bool,
+    pub duration_s: f64,
+    pub peers_joined: usize,
+    pub peers_failed: usize,
+    /// Socket.IO connect → join acknowledged.
+    pub join_ms: Percentiles,
+    /// Join acknowledged → first packet of a remote video keyframe... or, for audio-only runs,
+    /// of any remote media.
+    pub first_frame_ms: Percentiles,
+    /// Per packet, send → receive, matched by (publisher track, RTP sequence number).
+    pub latency_ms: Percentiles,
+    pub recv_packets: u64,
+    pub lost_packets: u64,
+    pub loss_ratio: f64,
+    /// Mean received bitrate per stream (publisher track at one subscriber).
+    pub recv_kbps_per_stream: f64,
+    pub recv_kbps_total: f64,
+    /// Mean RFC 3550 interarrival jitter over streams.
+    pub jitter_ms: f64,
+    pub tool_cpu_s: f64,
+    pub tool_cpu_us_per_recv_packet: Option<f64>,
+    /// Signal-only runs: room chat message latency and the count lost.
+    pub message_latency_ms: Option<Percentiles>,
+    pub messages_lost: Option<u64>,
+    pub server_cpu_s: Option<f64>,
+    pub server_forwarded_packets: Option<u64>,
+    pub server_cpu_us_per_forwarded_packet: Option<f64>,
+    pub server_rss_mib: Option<f64>,
+    pub timeline: Vec<TimelinePoint>,
+}
+
+impl Summary {
+    /// A plain-text table of the headline figures.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let p = |p: &Percentiles| {
+            format!(
+                "p50 {:>8.1}  p95 {:>8.1}  p99 {:>8.1}  max {:>8.1}  (n={})",
+                p.p50, p.p95, p.p99, p.max, p.count
+            )
+        };
+        let opt = |v: Option<f64>, unit: &str| match v {
+            Some(v) => format!("{v:.2} {unit}"),
+            None => "n/a".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "sfu-lite load: {} peers ({} publishing) in {} room(s) against {} for {:.0} s",
+            self.peers, self.publishers, self.rooms, self.url, self.duration_s
+        );
+        let rows: Vec<(&str, String)> = vec![
+            (
+                "peers joined / failed",
+                format!("{} / {}", self.peers_joined, self.peers_failed),
+            ),
+            ("join time (ms)", p(&self.join_ms)),
+            ("first remote frame (ms)", p(&self.first_frame_ms)),
+            ("packet latency (ms)", p(&self.latency_ms)),
+            (
+                "packets received / lost",
+                format!(
+                    "{} / {} (loss {:.3} %)",
+                    self.recv_packets,
+                    self.lost_packets,
+                    self.loss_ratio * 100.0
+                ),
+            ),
+            (
+                "received bitrate",
+                format!(
+                    "{:.0} kbit/s per stream, {:.0} kbit/s total",
+                    self.recv_kbps_per_stream, self.recv_kbps_total
+                ),
+            ),
+            ("jitter", format!("{:.2} ms", self.jitter_ms)),
+            (
+                "tool CPU",
+                format!(
+                    "{:.2} s, {} per received packet",
+                    self.tool_cpu_s,
+                    opt(self.tool_cpu_us_per_recv_packet, "µs")
+                ),
+            ),
+            ("server CPU", opt(self.server_cpu_s, "s")),
+            (
+                "server CPU per forwarded packet",
+                opt(self.server_cpu_us_per_forwarded_packet, "µs"),
+            ),
+            ("server RSS", opt(self.server_rss_mib, "MiB")),
+        ];
+        let rows = rows.into_iter().chain(
+            self.message_latency_ms
+                .iter()
+                .map(|m| ("message latency (ms)", p(m)))
+                .chain(self.messages_lost.map(|n| ("messages lost", n.to_string()))),
+        );
+        for (name, value) in rows {
+            let _ = writeln!(out, "  {name:<32} {value}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_the_contract_fields() {
+        let s = Summary {
+            peers_joined: 3,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        for key in [
+            "peers_joined",
+            "peers_failed",
+            "loss_ratio",
+            "latency_ms",
+            "join_ms",
+            "first_frame_ms",
+            "recv_packets",
+            "tool_cpu_s",
+            "server_cpu_us_per_forwarded_packet",
+            "server_rss_mib",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        for key in ["p50", "p95", "p99", "max"] {
+            assert!(v["latency_ms"].get(key).is_some());
+        }
+        assert!(s.table().contains("peers joined / failed"));
+    }
+}

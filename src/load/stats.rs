@@ -1,0 +1,210 @@
+//! Pure measurement state of a load run: send-time logs, per-stream sequence tracking (loss,
+//! jitter, bitrate) and percentile summaries. No I/O, no clocks of its own: callers pass times
+//! in, so every piece is unit-testable.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Send times of one published track, indexed by RTP sequence number.
+///
+/// The load tool owns both ends of every stream, so latency is measured on one clock by
+/// looking up the send time of the received (track, sequence number). A fixed 65,536-slot
+/// array makes each lookup O(1) with no hashing or locking on the packet path.
+pub struct SendLog {
+    /// Nanoseconds since the run's epoch, plus one (0 = never sent).
+    slots: Box<[AtomicU64]>,
+}
+
+impl Default for SendLog {
+    fn default() -> Self {
+        Self {
+            slots: (0..65536).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl SendLog {
+    pub fn record(&self, seq: u16, sent_ns: u64) {
+        self.slots[seq as usize].store(sent_ns + 1, Ordering::Relaxed);
+    }
+
+    /// Latency in microseconds of a packet received at `recv_ns`, if its send was logged and
+    /// is not a stale slot from a previous wrap of the sequence space (older than `max_ns`).
+    pub fn latency_us(&self, seq: u16, recv_ns: u64, max_ns: u64) -> Option<u64> {
+        let sent = self.slots[seq as usize]
+            .load(Ordering::Relaxed)
+            .checked_sub(1)?;
+        let delta = recv_ns.checked_sub(sent)?;
+        (delta <= max_ns).then_some(delta / 1000)
+    }
+}
+
+/// Loss, jitter and volume of one received stream (one publisher track at one subscriber).
+#[derive(Debug, Default, Clone)]
+pub struct StreamStats {
+    first_ext_seq: Option<u64>,
+    max_ext_seq: u64,
+    cycles: u64,
+    last_seq: u16,
+    pub received: u64,
+    pub bytes: u64,
+    /// RFC 3550 interarrival jitter, in RTP timestamp units (scaled by 16 as in the RFC).
+    jitter16: u64,
+    last_transit: Option<i64>,
+}
+
+impl StreamStats {
+    /// Records a packet. `arrival_rtp` is the arrival time expressed in the stream's RTP clock.
+    pub fn on_packet(&mut self, seq: u16, rtp_ts: u32, arrival_rtp: u64, payload_len: usize) {
+        self.received += 1;
+        self.bytes += payload_len as u64;
+        match self.first_ext_seq {
+            None => {
+                self.first_ext_seq = Some(seq as u64);
+                self.max_ext_seq = seq as u64;
+            }
+            Some(_) => {
+                // A backwards jump of more than half the space is a wrap forwards.
+                if seq < self.last_seq && self.last_seq - seq > 0x8000 {
+                    self.cycles += 1 << 16;
+                }
+                let ext = self.cycles + seq as u64;
+                self.max_ext_seq = self.max_ext_seq.max(ext);
+            }
+        }
+        self.last_seq = seq;
+        let transit = arrival_rtp as i64 - rtp_ts as i64;
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).unsigned_abs();
+            // J += (|D| - J) / 16, kept scaled by 16.
+            self.jitter16 = self.jitter16 + d - (self.jitter16 >> 4);
+        }
+        self.last_transit = Some(transit);
+    }
+
+    /// Packets the sequence numbers say were sent between the first and last seen.
+    pub fn expected(&self) -> u64 {
+        self.first_ext_seq
+            .map(|first| self.max_ext_seq + 1 - first)
+            .unwrap_or(0)
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.expected().saturating_sub(self.received)
+    }
+
+    /// Interarrival jitter in RTP timestamp units.
+    pub fn jitter(&self) -> f64 {
+        self.jitter16 as f64 / 16.0
+    }
+}
+
+/// p50/p95/p99/max of a set of samples, in the unit they were recorded in.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// A histogram of integer samples (µs, ms) from 1 up to one hour in µs, 3 significant digits;
+/// larger values are clamped to the top rather than lost.
+pub struct Samples(Histogram<u64>);
+
+impl Default for Samples {
+    fn default() -> Self {
+        Self(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"))
+    }
+}
+
+impl Samples {
+    pub fn record(&mut self, value: u64) {
+        self.0.saturating_record(value);
+    }
+
+    pub fn merge(&mut self, other: &Samples) {
+        let _ = self.0.add(&other.0);
+    }
+
+    /// Percentiles divided by `scale` (e.g. 1000.0 to turn µs into ms).
+    pub fn percentiles(&self, scale: f64) -> Percentiles {
+        if self.0.is_empty() {
+            return Percentiles::default();
+        }
+        let q = |q: f64| self.0.value_at_quantile(q) as f64 / scale;
+        Percentiles {
+            count: self.0.len(),
+            p50: q(0.50),
+            p95: q(0.95),
+            p99: q(0.99),
+            max: self.0.max() as f64 / scale,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_log_measures_latency_and_ignores_stale_slots() {
+        let log = SendLog::default();
+        log.record(7, 1_000_000);
+        assert_eq!(log.latency_us(7, 3_500_000, 1_000_000_000), Some(2_500));
+        assert_eq!(log.latency_us(8, 3_500_000, 1_000_000_000), None);
+        assert_eq!(log.latency_us(7, 5_000_000_000, 1_000_000_000), None);
+    }
+
+    #[test]
+    fn stream_counts_loss_across_sequence_wrap() {
+        let mut s = StreamStats::default();
+        for seq in [65533u16, 65534, 65535, 1, 2] {
+            s.on_packet(seq, 0, 0, 100);
+        }
+        assert_eq!(s.received, 5);
+        assert_eq!(s.expected(), 6);
+        assert_eq!(s.lost(), 1);
+        assert_eq!(s.bytes, 500);
+    }
+
+    #[test]
+    fn reordered_packet_is_not_loss() {
+        let mut s = StreamStats::default();
+        for seq in [10u16, 12, 11, 13] {
+            s.on_packet(seq, 0, 0, 1);
+        }
+        assert_eq!(s.lost(), 0);
+    }
+
+    #[test]
+    fn jitter_is_zero_for_perfect_pacing_and_grows_with_variation() {
+        let mut s = StreamStats::default();
+        for i in 0..50u32 {
+            s.on_packet(i as u16, i * 3000, i as u64 * 3000 + 500, 1);
+        }
+        assert_eq!(s.jitter(), 0.0);
+        for i in 50..100u32 {
+            let wobble = if i % 2 == 0 { 900 } else { 0 };
+            s.on_packet(i as u16, i * 3000, i as u64 * 3000 + wobble, 1);
+        }
+        assert!(s.jitter() > 100.0, "{}", s.jitter());
+    }
+
+    #[test]
+    fn percentiles_of_samples() {
+        let mut h = Samples::default();
+        for v in 1..=100 {
+            h.record(v * 1000);
+        }
+        let p = h.percentiles(1000.0);
+        assert_eq!(p.count, 100);
+        assert!((p.p50 - 50.0).abs() < 0.1, "{p:?}");
+        assert!((p.p99 - 99.0).abs() < 0.2, "{p:?}");
+        assert!((p.max - 100.0).abs() < 0.2, "{p:?}");
+        assert_eq!(Samples::default().percentiles(1.0), Percentiles::default());
+    }
+}
