@@ -132,7 +132,7 @@ function join() {
 function enterRoom(room, name) {
   $('lobby').hidden = true;
   $('goodbye').hidden = true;
-  $('room').hidden = false;
+  $('meeting').hidden = false;
   $('room-title').textContent = room;
   document.title = `${room} · sfu-lite`;
   session = new Session({ room, name, media, view, lowres, log: (m) => console.warn(`sfu-lite: ${m}`) });
@@ -145,9 +145,13 @@ function enterRoom(room, name) {
 }
 
 function onStatus({ state, text }) {
-  $('room').dataset.state = state;
+  $('meeting').dataset.state = state;
   if (state === 'connected') banner(null);
-  else if (state === 'left') showGoodbye('You left the meeting', '');
+  else if (state === 'left') {
+    media.stopScreen();
+    media.stopAll(); // the camera light goes out when we leave
+    showGoodbye('You left the meeting', '');
+  }
   else if (state === 'failed') showGoodbye('Could not join', text);
   else banner(text);
 }
@@ -155,7 +159,7 @@ function onStatus({ state, text }) {
 function showGoodbye(title, text) {
   monitor.stop();
   banner(null);
-  $('room').hidden = true;
+  $('meeting').hidden = true;
   $('goodbye').hidden = false;
   $('goodbye-title').textContent = title;
   $('goodbye-text').textContent = text;
@@ -269,7 +273,7 @@ function showTab(tab) {
 
 // Keyboard: Ctrl/Cmd+D mute, Ctrl/Cmd+E camera (the shortcuts people know from other tools).
 document.addEventListener('keydown', (e) => {
-  if ($('room').hidden || !(e.ctrlKey || e.metaKey) || e.altKey) return;
+  if ($('meeting').hidden || !(e.ctrlKey || e.metaKey) || e.altKey) return;
   const key = e.key.toLowerCase();
   if (key === 'd') { e.preventDefault(); toggleMic(); }
   if (key === 'e') { e.preventDefault(); toggleCam(); }

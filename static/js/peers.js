@@ -61,6 +61,9 @@ export class Publisher extends Peer {
       preferVp8(t, kind);
       this.transceivers.set(source, t);
     }
+    // Small pictures are asked for by kiosks and automated checks: keep their size exact and
+    // let the frame rate give way instead under load.
+    if (lowres) for (const source of ['camera', 'screen']) keepResolution(this.transceivers.get(source).sender);
   }
 
   /** Puts the current local tracks on the senders (null stops sending that source). */
@@ -144,6 +147,12 @@ export class Subscriber extends Peer {
     }
     return null;
   }
+}
+
+function keepResolution(sender) {
+  const params = sender.getParameters();
+  params.degradationPreference = 'maintain-resolution';
+  sender.setParameters(params).catch(() => {});
 }
 
 /** VP8 first: every browser decodes it, and an SFU forwards what the publisher sends. */

@@ -93,6 +93,17 @@ export class RoomView {
     return p;
   }
 
+  /** The local participant gets a new id on every (re)join; its tile stays. */
+  rekey(oldId, newId) {
+    const p = this.people.get(oldId);
+    if (!p || oldId === newId) return;
+    this.people.delete(oldId);
+    this.people.delete(newId);
+    p.id = newId;
+    for (const node of [p.tile, p.screen, p.rosterItem]) node.dataset.id = newId;
+    this.people.set(newId, p);
+  }
+
   remove(id) {
     const p = this.people.get(id);
     if (!p) return;

@@ -17,6 +17,8 @@ const MEDIA_CONNECT_MS = 20_000;
  */
 export class Session extends EventTarget {
   id = null;
+  /** The local tile's key in the view: our id once joined, a placeholder before. */
+  localKey = 'self';
   publisher = null;
   subscriber = null;
   #left = false;
@@ -25,6 +27,7 @@ export class Session extends EventTarget {
   #iceTimers = new Map();
   #restarts = 0;
   #sentState = '';
+  #unhook;
 
   constructor({ room, name, media, view, lowres = false, log = console.warn }) {
     super();
@@ -34,12 +37,16 @@ export class Session extends EventTarget {
       reconnectionDelay: 500,
       reconnectionDelayMax: 5000,
       timeout: 10_000,
+      forceNew: true, // a rejoin after leaving gets its own connection
     });
     this.#wire();
-    media.addEventListener('change', () => this.#mediaChanged());
+    this.#unhook = new AbortController();
+    media.addEventListener('change', () => this.#mediaChanged(), { signal: this.#unhook.signal });
   }
 
   start() {
+    this.view.upsert({ id: this.localKey, name: this.name, local: true });
+    this.#mediaChanged();
     this.#status('connecting', 'Connecting…');
     this.socket.connect();
   }
@@ -54,9 +61,7 @@ export class Session extends EventTarget {
         // Disconnecting below ends the membership anyway.
       }
     }
-    this.socket.disconnect();
-    this.#closePeers();
-    this.view.clearRemotes();
+    this.#end();
     this.#status('left', 'You left the meeting.');
   }
 
@@ -128,7 +133,8 @@ export class Session extends EventTarget {
       return;
     }
     this.id = ack.id;
-    this.view.upsert({ id: ack.id, name: this.name, local: true });
+    this.view.rekey(this.localKey, ack.id);
+    this.localKey = ack.id;
     for (const m of ack.members ?? []) this.view.upsert(m);
     this.#openPeers(ack.ice_servers ?? [], generation);
     this.#status('connecting', 'Connecting media…');
@@ -202,6 +208,16 @@ export class Session extends EventTarget {
     this.#status('reconnecting', text);
   }
 
+  /** Final: nothing of this session stays behind (a rejoin makes a new one). */
+  #end() {
+    this.#generation++;
+    this.socket.disconnect();
+    this.#closePeers();
+    this.#unhook.abort();
+    this.view.clearRemotes();
+    this.view.remove(this.localKey);
+  }
+
   #closePeers() {
     for (const t of this.#iceTimers.values()) clearTimeout(t);
     this.#iceTimers.clear();
@@ -219,22 +235,21 @@ export class Session extends EventTarget {
         .setTracks({ microphone: m.audio, camera: m.video, screen: m.screen })
         .catch((err) => this.log(`replaceTrack: ${err.message}`));
     }
-    if (this.id) {
-      this.view.setTrack(this.id, 'camera', m.video);
-      this.view.setTrack(this.id, 'screen', m.screen);
-      this.view.setState(this.id, {
+    if (this.view.people.has(this.localKey)) {
+      this.view.setTrack(this.localKey, 'camera', m.video);
+      this.view.setTrack(this.localKey, 'screen', m.screen);
+      this.view.setState(this.localKey, {
         audio_muted: !m.audio || m.audioMuted,
         video_muted: !m.video,
         screen: Boolean(m.screen),
       });
-      this.sendState();
     }
+    this.sendState();
   }
 
   #fatal(error) {
     this.#left = true;
-    this.socket.disconnect();
-    this.#closePeers();
+    this.#end();
     this.#status('failed', error.message ?? 'The server refused to let us join.');
     this.#problem(error);
   }

@@ -82,8 +82,7 @@ export class StatsMonitor {
   }
 
   #local(s, report, now, withText) {
-    const id = s.id;
-    if (!id) return;
+    const id = s.localKey;
     let level = null;
     const rtt = pairRtt(report);
     const remoteIn = new Map();

@@ -1,0 +1,57 @@
+// The lobby and recovery in Chromium: a shared link prefills the room, a person joins with the
+// keyboard alone, and a page whose connection drops joins again by itself and gets media back.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './lib/web-server.mjs';
+import { launchChromium, newPage, waitFor, waitForMedia, ownId, roomUrl } from './lib/browser.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('a shared link prefills the room and the keyboard alone joins', async () => {
+  const page = await newPage(browser);
+  await page.goto(`${server.url}/?room=weekly-sync&lowres=1`);
+  assert.equal(await page.inputValue('#room'), 'weekly-sync');
+  await waitFor(() => page.$eval('#preview', (v) => v.videoWidth > 0), { what: 'camera preview' });
+  await page.focus('#name');
+  await page.keyboard.type('Keyboard Kate');
+  await page.keyboard.press('Enter');
+  await ownId(page);
+  assert.equal(await page.$eval('#room-title', (h) => h.textContent), 'weekly-sync');
+  // Ctrl+D mutes, as in other meeting tools.
+  await page.keyboard.press('Control+d');
+  assert.equal(await page.getAttribute('#btn-mic', 'aria-pressed'), 'true');
+  await page.context().close();
+});
+
+test('a page whose connection drops rejoins and gets media back', async () => {
+  const a = await newPage(browser);
+  await a.goto(roomUrl(server.url, 'flaky', 'Ann'));
+  const b = await newPage(browser);
+  await b.goto(roomUrl(server.url, 'flaky', 'Bob'));
+  const bId = await ownId(b);
+  const aId = await ownId(a);
+  await waitForMedia(a, [bId]);
+  // Cut Ann's transport under the page's feet, as a network change would.
+  await a.evaluate(() => window.sfuLite.session.socket.io.engine.close());
+  await waitFor(() => a.$eval('#meeting', (m) => m.dataset.state === 'reconnecting'), { what: 'reconnecting banner' });
+  const aId2 = await waitFor(async () => {
+    const id = await a.evaluate(() => window.sfuLite.id);
+    return id && id !== aId && id;
+  }, { what: 'a new id after rejoining' });
+  await waitForMedia(a, [bId]);
+  await waitForMedia(b, [aId2]);
+  await waitFor(() => b.$$eval(`#grid .tile[data-id="${aId}"]`, (t) => t.length === 0), { what: "Ann's old tile gone on Bob's page" });
+  await waitFor(() => a.$eval('#banner', (el) => el.hidden), { what: 'banner cleared' });
+});
