@@ -1,8 +1,18 @@
 //! Signaling over Socket.IO (socketioxide): the tutorial's protocol on the default namespace,
 //! and rooms with media negotiation on `/rooms`. Knows Socket.IO, nothing of RTP: media goes
-//! through the typed API of [`crate::sfu`].
+//! through the typed API of [`crate::sfu`]. The protocol is documented in `docs/protocol.md`.
 //!
-//! STUB: being written.
+//! - [`protocol`]: the wire types and the one error shape.
+//! - `session`: per-socket plumbing for both namespaces (admission, limits, ordered queue).
+//! - `limits`: the pure rate/strike gate and the name rules.
+//! - `tutorial`: namespace `/`. `rooms`: namespace `/rooms`. `media`: the SFU relay.
+
+mod limits;
+mod media;
+pub mod protocol;
+mod rooms;
+mod session;
+mod tutorial;
 
 use std::sync::Arc;
 
@@ -13,14 +23,45 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::sfu::Sfu;
 
+/// The namespace of rooms and media.
+pub const ROOMS_NAMESPACE: &str = "/rooms";
+
 /// Builds the Socket.IO layer with every namespace and handler installed.
 pub fn build(config: Arc<Config>, sfu: Sfu, metrics: Arc<Metrics>) -> (SocketIoLayer, SocketIo) {
-    let _ = (config, sfu, metrics);
-    let (layer, io) = SocketIo::builder().build_layer();
+    // The transport lets a few oversized payloads through so they can be refused politely with
+    // `payload_too_large`; far bigger ones close the connection at the Engine.IO layer.
+    let max = config.signaling.max_message_bytes as u64;
+    let transport_max = max * 4 + 16 * 1024;
+    let (layer, io) = SocketIo::builder()
+        .max_payload(transport_max)
+        .ws_max_message_size(transport_max as usize)
+        .ws_max_frame_size(transport_max as usize)
+        .build_layer();
+    let ctx = Arc::new(session::Ctx { config, metrics });
+    io.ns(
+        "/",
+        session::Connector(tutorial::Tutorial::new(ctx.clone())),
+    );
+    io.ns(
+        ROOMS_NAMESPACE,
+        session::Connector(rooms::Rooms::new(ctx, sfu)),
+    );
     (layer, io)
 }
 
-/// Server shutdown: tells every connected client and disconnects it.
+/// Server shutdown: tells every connected client (`error {code: "server_shutdown"}`),
+/// disconnects it, and waits until its session has cleaned up.
 pub async fn shutdown(io: &SocketIo) {
-    let _ = io;
+    let mut handles = Vec::new();
+    for ns in ["/", ROOMS_NAMESPACE] {
+        if let Some(ops) = io.of(ns) {
+            for socket in ops.sockets() {
+                handles.extend(session::shut(&socket));
+            }
+        }
+    }
+    tracing::info!(sockets = handles.len(), "signaling shut down");
+    for handle in handles {
+        handle.stop().await;
+    }
 }

@@ -1,0 +1,316 @@
+//! The wire types of both namespaces: what clients send (strict serde types, unknown fields
+//! refused) and what the server emits, plus the one error shape. `docs/protocol.md` shows an
+//! example of each.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::IceServer;
+use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, TrackInfo};
+
+/// Why an event was refused. Serialized as the snake_case `code` of an `error` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    PayloadTooLarge,
+    RateLimited,
+    UnknownEvent,
+    UnknownPeer,
+    NotAllowed,
+    InvalidRoom,
+    InvalidName,
+    AlreadyJoined,
+    NotInRoom,
+    RoomFull,
+    TooManyRooms,
+    BadSdp,
+    BadCandidate,
+    TooManyTracks,
+    NoPendingOffer,
+    MediaError,
+    ServerShutdown,
+}
+
+/// The one `error` event: `{code, message, event}`. `event` names the refused event.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[error("{event}: {message}")]
+pub struct SignalError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub event: String,
+}
+
+impl SignalError {
+    pub fn new(code: ErrorCode, event: &str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            event: event.to_string(),
+        }
+    }
+
+    pub fn bad_request(event: &str, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, event, message)
+    }
+}
+
+/// What an acknowledgement carries when the acknowledged event was refused.
+#[derive(Debug, Serialize)]
+pub struct AckError<'a> {
+    pub error: &'a SignalError,
+}
+
+/// Decodes the single object argument of `event` into `T`; serde's complaint, with the path of
+/// the offending field, becomes a `bad_request`.
+pub fn object<T: DeserializeOwned>(event: &str, args: Vec<Value>) -> Result<T, SignalError> {
+    let value = single(event, args)?;
+    if !value.is_object() {
+        return Err(SignalError::bad_request(
+            event,
+            format!("payload must be a JSON object, got {}", kind(&value)),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." {
+            inner.to_string()
+        } else {
+            format!("field `{path}`: {inner}")
+        };
+        SignalError::bad_request(event, message)
+    })
+}
+
+/// Events without a payload accept nothing or an empty object (some clients always send one).
+pub fn nothing(event: &str, args: Vec<Value>) -> Result<(), SignalError> {
+    match args.as_slice() {
+        [] => Ok(()),
+        [Value::Object(map)] if map.is_empty() => Ok(()),
+        _ => Err(SignalError::bad_request(
+            event,
+            "this event takes no payload (or an empty object)",
+        )),
+    }
+}
+
+fn single(event: &str, args: Vec<Value>) -> Result<Value, SignalError> {
+    let count = args.len();
+    let mut args = args.into_iter();
+    match (args.next(), count) {
+        (Some(value), 1) => Ok(value),
+        _ => Err(SignalError::bad_request(
+            event,
+            format!("expected exactly one object argument, got {count} arguments"),
+        )),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+// ---- `/`: the tutorial's protocol -------------------------------------------------------
+
+/// `persons` entry of `ready` and `change`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Person {
+    pub id: String,
+    pub seq: u32,
+}
+
+/// `message {to, type, content}` from a client on `/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectMessage {
+    pub to: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub content: Value,
+}
+
+/// The relayed `message`: the sender's body with `from` and `time` added.
+#[derive(Debug, Serialize)]
+pub struct RelayedMessage<'a> {
+    pub to: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub content: &'a Value,
+    pub from: &'a str,
+    pub time: &'a str,
+}
+
+// ---- `/rooms` ------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub room: String,
+    pub name: String,
+}
+
+/// What a member shows the others. Every flag starts false.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberState {
+    pub audio_muted: bool,
+    pub video_muted: bool,
+    pub screen: bool,
+}
+
+/// `state {...}`: only the named flags change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateUpdate {
+    pub audio_muted: Option<bool>,
+    pub video_muted: Option<bool>,
+    pub screen: Option<bool>,
+}
+
+impl MemberState {
+    pub fn apply(&mut self, update: &StateUpdate) {
+        if let Some(v) = update.audio_muted {
+            self.audio_muted = v;
+        }
+        if let Some(v) = update.video_muted {
+            self.video_muted = v;
+        }
+        if let Some(v) = update.screen {
+            self.screen = v;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    pub id: String,
+    pub name: String,
+    pub state: MemberState,
+}
+
+/// The acknowledgement of a successful `join`.
+#[derive(Debug, Serialize)]
+pub struct JoinAck<'a> {
+    pub id: &'a str,
+    pub room: &'a str,
+    pub members: Vec<MemberView>,
+    pub ice_servers: &'a [IceServer],
+}
+
+#[derive(Debug, Serialize)]
+pub struct Left<'a> {
+    pub id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Updated<'a> {
+    pub id: &'a str,
+    pub state: MemberState,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomMessage {
+    pub content: Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoomMessageOut<'a> {
+    pub from: &'a str,
+    pub name: &'a str,
+    pub content: &'a Value,
+    pub time: &'a str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishOffer {
+    pub sdp: String,
+    pub tracks: Vec<PublishedTrack>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublishAnswer {
+    pub sdp: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeAnswer {
+    pub sdp: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SubscribeOffer<'a> {
+    pub sdp: &'a str,
+    pub tracks: &'a [TrackInfo],
+}
+
+/// `candidate {pc, candidate}` both ways; `candidate: null` ends the client's candidates.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Candidate {
+    pub pc: PcKind,
+    pub candidate: Option<IceCandidateInit>,
+}
+
+/// Server local time as the tutorial prints it: `H:M:S`, unpadded (JS `getHours()` etc.).
+pub fn clock() -> String {
+    chrono::Local::now().format("%-H:%-M:%-S").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn missing_and_mistyped_fields_are_named() {
+        let e = object::<JoinRequest>("join", vec![json!({"room": "a"})]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("name"), "{}", e.message);
+        let e = object::<JoinRequest>("join", vec![json!({"room": 5, "name": "x"})]).unwrap_err();
+        assert!(e.message.contains("`room`"), "{}", e.message);
+        let e = object::<JoinRequest>("join", vec![json!({"room": "a", "name": "x", "extra": 1})])
+            .unwrap_err();
+        assert!(e.message.contains("extra"), "{}", e.message);
+    }
+
+    #[test]
+    fn non_objects_and_argument_counts_are_refused() {
+        let e = object::<JoinRequest>("join", vec![json!("room")]).unwrap_err();
+        assert!(e.message.contains("a string"), "{}", e.message);
+        assert!(object::<JoinRequest>("join", vec![]).is_err());
+        assert!(object::<RoomMessage>("message", vec![json!({"content": 1}), json!(2)]).is_err());
+        assert!(nothing("leave", vec![]).is_ok());
+        assert!(nothing("leave", vec![json!({})]).is_ok());
+        assert!(nothing("leave", vec![json!({"x": 1})]).is_err());
+    }
+
+    #[test]
+    fn clock_is_unpadded() {
+        let t = clock();
+        let parts: Vec<&str> = t.split(':').collect();
+        assert_eq!(parts.len(), 3);
+        for p in parts {
+            assert!(p.len() == 1 || !p.starts_with('0'), "{t}");
+        }
+    }
+
+    #[test]
+    fn error_serializes_as_documented() {
+        let e = SignalError::new(ErrorCode::RoomFull, "join", "full");
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"code": "room_full", "message": "full", "event": "join"})
+        );
+    }
+}

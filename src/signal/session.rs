@@ -1,0 +1,360 @@
+//! Per-socket plumbing shared by both namespaces.
+//!
+//! Every socket gets one session task that handles its events strictly in arrival order
+//! (socketioxide would otherwise run each event's handler as its own task, so a `message` could
+//! overtake the `join` before it). In front of that queue sits a synchronous [`Front`]: it
+//! counts the event, applies the rate limit and the size limit, decodes the payload into the
+//! namespace's typed event and answers every refusal with the one `error` shape, all before
+//! anything is queued. A socket that keeps getting refused is disconnected.
+//!
+//! Life of a socket: the connect middleware admits it (`server.max_connections`), installs the
+//! front as the catch-all event handler and spawns the session, which waits until the connect
+//! packet is out. On disconnect the session is told to stop; the disconnect handler waits for it
+//! to finish its cleanup, so when socketioxide forgets the socket, its room membership, SFU
+//! participant and gauges are gone too.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde_json::Value as Json;
+use socketioxide::extract::{AckSender, Event, SocketRef};
+use socketioxide::handler::{ConnectHandler, FromMessageParts, MessageHandler, Value};
+use socketioxide::socket::Socket;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::limits::{Admission, Gate};
+use super::protocol::{AckError, ErrorCode, SignalError};
+use crate::config::Config;
+use crate::metrics::{inc, GaugeGuard, Metrics};
+
+/// Events queued per socket beyond the one being handled. The rate limit keeps honest clients
+/// far below this; when it is full anyway, events are dropped and counted.
+const QUEUE: usize = 64;
+/// A socket whose connect packet never went out (it vanished during the handshake) is given up
+/// after this long.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every session needs: the config and the metrics.
+pub(crate) struct Ctx {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// One namespace's behaviour, plugged into the shared plumbing.
+pub(crate) trait Service: Send + Sync + 'static {
+    type Event: Send + 'static;
+    /// Decodes a known event's arguments; an unknown name is an `unknown_event` refusal.
+    fn parse(event: &str, args: Vec<Json>) -> Result<Self::Event, SignalError>;
+    /// Runs one socket's session to its end, cleanup included.
+    fn run(self: Arc<Self>, conn: Conn<Self::Event>) -> BoxFuture<'static, ()>;
+    fn ctx(&self) -> &Arc<Ctx>;
+}
+
+/// One decoded event waiting for its session, with the client's ack callback if it asked.
+pub(crate) struct Inbound<E> {
+    pub event: E,
+    pub ack: Option<AckSender>,
+}
+
+/// The installed connect handler of a namespace.
+pub(crate) struct Connector<S>(pub Arc<S>);
+
+impl<S> Clone for Connector<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+/// Marker types for socketioxide's handler traits, implemented here by plain structs.
+pub(crate) struct ViaConnector;
+pub(crate) struct ViaFront;
+
+type MiddlewareFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), Box<dyn Display + Send>>> + Send + 'a>>;
+
+impl<S: Service> ConnectHandler<socketioxide::adapter::LocalAdapter, ViaConnector>
+    for Connector<S>
+{
+    /// The connect packet is out: the session may greet the socket.
+    fn call(&self, s: Arc<Socket>, _auth: Option<Value>) {
+        if let Some(session) = s.extensions.get::<Arc<Handle>>() {
+            if let Some(start) = lock(&session.start).take() {
+                let _ = start.send(());
+            }
+        }
+    }
+
+    fn call_middleware<'a>(
+        &'a self,
+        s: Arc<Socket>,
+        _auth: &'a Option<Value>,
+    ) -> MiddlewareFuture<'a> {
+        let admitted = self.admit(s);
+        Box::pin(async move { admitted.map_err(|e| Box::new(e) as Box<dyn Display + Send>) })
+    }
+}
+
+/// Refusal of a connection beyond `server.max_connections`, sent as `connect_error`.
+#[derive(Debug, thiserror::Error)]
+#[error("server_full: the server has {0} connections, its limit")]
+pub(crate) struct ServerFull(usize);
+
+impl<S: Service> Connector<S> {
+    fn admit(&self, s: Arc<Socket>) -> Result<(), ServerFull> {
+        let ctx = self.0.ctx().clone();
+        let max = ctx.config.server.max_connections;
+        let gauge = GaugeGuard::new(&ctx.metrics, |m| &m.sockets);
+        if ctx
+            .metrics
+            .sockets
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > max as i64
+        {
+            tracing::warn!(sid = %s.id, ns = s.ns(), max, "connection refused: server full");
+            return Err(ServerFull(max));
+        }
+        let front = Arc::new(Front {
+            gate: Mutex::new(Gate::new(&ctx.config.signaling, Instant::now())),
+            ctx,
+        });
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (start_tx, start_rx) = oneshot::channel();
+        let (close_tx, close_rx) = oneshot::channel();
+        let (done_tx, done_rx) = watch::channel(false);
+        let handle = Arc::new(Handle {
+            start: Mutex::new(Some(start_tx)),
+            close: Mutex::new(Some(close_tx)),
+            done: done_rx,
+        });
+        s.extensions.insert(handle.clone());
+        s.on_fallback(Dispatcher::<S> {
+            front: front.clone(),
+            inbox: tx.clone(),
+        });
+        s.on_disconnect(move || async move { handle.stop().await });
+        let conn = Conn {
+            socket: SocketRef::from(s),
+            front,
+            inbox: rx,
+            myself: tx,
+            start: Some(start_rx),
+            closed: Some(close_rx),
+            done: done_tx,
+            gauge: Some(gauge),
+        };
+        tokio::spawn(self.0.clone().run(conn));
+        Ok(())
+    }
+}
+
+/// Kept in the socket's extensions: how to start, stop and await its session.
+pub(crate) struct Handle {
+    start: Mutex<Option<oneshot::Sender<()>>>,
+    close: Mutex<Option<oneshot::Sender<()>>>,
+    done: watch::Receiver<bool>,
+}
+
+impl Handle {
+    /// Tells the session to stop and waits until it has cleaned up.
+    pub async fn stop(&self) {
+        if let Some(close) = lock(&self.close).take() {
+            let _ = close.send(());
+        }
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+}
+
+/// The catch-all event handler: runs synchronously in socketioxide's receive path.
+struct Dispatcher<S: Service> {
+    front: Arc<Front>,
+    inbox: mpsc::Sender<Inbound<S::Event>>,
+}
+
+impl<S: Service> MessageHandler<socketioxide::adapter::LocalAdapter, ViaFront> for Dispatcher<S> {
+    fn call(&self, s: Arc<Socket>, v: Value, ack_id: Option<i64>) {
+        self.front.receive::<S>(s, v, ack_id, &self.inbox);
+    }
+}
+
+/// The synchronous checks in front of a session's queue.
+pub(crate) struct Front {
+    ctx: Arc<Ctx>,
+    gate: Mutex<Gate>,
+}
+
+impl Front {
+    fn receive<S: Service>(
+        &self,
+        s: Arc<Socket>,
+        mut v: Value,
+        ack_id: Option<i64>,
+        inbox: &mpsc::Sender<Inbound<S::Event>>,
+    ) {
+        let metrics = &self.ctx.metrics;
+        inc(&metrics.signaling_events);
+        let ack = match ack_id {
+            Some(_) => AckSender::from_message_parts(&s, &mut v, &ack_id).ok(),
+            None => None,
+        };
+        let name = Event::from_message_parts(&s, &mut v, &None)
+            .map(|e| e.0)
+            .unwrap_or_default();
+        let socket = SocketRef::from(s);
+        let limits = &self.ctx.config.signaling;
+        match lock(&self.gate).admit(Instant::now()) {
+            Admission::Accept => {}
+            Admission::Answer => {
+                let message = format!(
+                    "more than {} events per second (burst {}); further events are dropped",
+                    limits.events_per_second, limits.event_burst
+                );
+                let err = SignalError::new(ErrorCode::RateLimited, &name, message);
+                return self.refuse(&socket, err, ack);
+            }
+            Admission::Drop => {
+                inc(&metrics.signaling_dropped);
+                return self.strike(&socket);
+            }
+        }
+        let text = match &v {
+            Value::Str(text, bins) if bins.as_ref().is_none_or(|b| b.is_empty()) => text,
+            _ => {
+                let err = SignalError::bad_request(&name, "binary payloads are not accepted");
+                return self.refuse(&socket, err, ack);
+            }
+        };
+        // The payload as it came on the wire: `["event", args...]`.
+        if text.len() > limits.max_message_bytes {
+            let message = format!(
+                "payload is {} bytes, the limit is {}",
+                text.len(),
+                limits.max_message_bytes
+            );
+            let err = SignalError::new(ErrorCode::PayloadTooLarge, &name, message);
+            return self.refuse(&socket, err, ack);
+        }
+        let mut args = match serde_json::from_str::<Vec<Json>>(text.as_str()) {
+            Ok(args) if !args.is_empty() => args,
+            _ => {
+                let err = SignalError::bad_request(&name, "payload is not a JSON event array");
+                return self.refuse(&socket, err, ack);
+            }
+        };
+        args.remove(0);
+        match S::parse(&name, args) {
+            Ok(event) => match inbox.try_send(Inbound { event, ack }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    inc(&metrics.signaling_dropped);
+                    self.strike(&socket);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            },
+            Err(err) => self.refuse(&socket, err, ack),
+        }
+    }
+
+    /// Answers a refused event: one `error` event, and the ack (if asked) carrying it too.
+    pub fn refuse(&self, socket: &SocketRef, err: SignalError, ack: Option<AckSender>) {
+        inc(&self.ctx.metrics.signaling_refused);
+        tracing::debug!(sid = %socket.id, ns = socket.ns(), code = ?err.code, event = %err.event, message = %err.message, "event refused");
+        let _ = socket.emit("error", &err);
+        if let Some(ack) = ack {
+            let _ = ack.send(&AckError { error: &err });
+        }
+        self.strike(socket);
+    }
+
+    fn strike(&self, socket: &SocketRef) {
+        if lock(&self.gate).strike(Instant::now()) {
+            tracing::warn!(sid = %socket.id, ns = socket.ns(), "too many refused events: disconnecting");
+            let _ = socket.clone().disconnect();
+        }
+    }
+}
+
+/// A session's view of its socket: the events in order, and the ways to answer.
+pub(crate) struct Conn<E> {
+    pub socket: SocketRef,
+    front: Arc<Front>,
+    inbox: mpsc::Receiver<Inbound<E>>,
+    /// For the session's own helper tasks to queue internal events behind the client's.
+    pub myself: mpsc::Sender<Inbound<E>>,
+    start: Option<oneshot::Receiver<()>>,
+    closed: Option<oneshot::Receiver<()>>,
+    done: watch::Sender<bool>,
+    gauge: Option<GaugeGuard>,
+}
+
+impl<E> Conn<E> {
+    pub fn id(&self) -> String {
+        self.socket.id.to_string()
+    }
+
+    /// Waits until the connect packet is out. False if the socket went away first.
+    pub async fn started(&mut self) -> bool {
+        let (Some(start), Some(closed)) = (self.start.take(), self.closed.as_mut()) else {
+            return false;
+        };
+        tokio::select! {
+            r = start => r.is_ok(),
+            _ = closed => { self.closed = None; false }
+            _ = tokio::time::sleep(START_TIMEOUT) => false,
+        }
+    }
+
+    /// The next event, or `None` once the socket is disconnected.
+    pub async fn next(&mut self) -> Option<Inbound<E>> {
+        let closed = self.closed.as_mut()?;
+        tokio::select! {
+            biased;
+            _ = closed => { self.closed = None; None }
+            work = self.inbox.recv() => work,
+        }
+    }
+
+    pub fn refuse(&self, err: SignalError, ack: Option<AckSender>) {
+        self.front.refuse(&self.socket, err, ack);
+    }
+
+    /// Acknowledges a handled event, when the client asked for it.
+    pub fn reply<T: Serialize + ?Sized>(ack: Option<AckSender>, value: &T) {
+        if let Some(ack) = ack {
+            let _ = ack.send(value);
+        }
+    }
+
+    /// An empty acknowledgement `{}`.
+    pub fn ok(ack: Option<AckSender>) {
+        Self::reply(ack, &serde_json::json!({}));
+    }
+}
+
+impl<E> Drop for Conn<E> {
+    fn drop(&mut self) {
+        // Gauges first, so whoever waits for `done` sees them settled.
+        self.gauge.take();
+        let _ = self.done.send(true);
+    }
+}
+
+/// Locks a std mutex, shrugging off poisoning: nothing here leaves data half-updated.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `error {code: "server_shutdown"}` to every socket of `ns`, then disconnect; returns the
+/// handles to await.
+pub(crate) fn shut(socket: &SocketRef) -> Option<Arc<Handle>> {
+    let err = SignalError::new(ErrorCode::ServerShutdown, "", "the server is shutting down");
+    let _ = socket.emit("error", &err);
+    let handle = socket.extensions.get::<Arc<Handle>>();
+    let _ = socket.clone().disconnect();
+    handle
+}

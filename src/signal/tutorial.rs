@@ -1,0 +1,215 @@
+//! The tutorial's protocol on the default namespace `/`, kept exactly: `ready(id, persons)` to a
+//! new socket and `change(persons)` to the others, direct `message`s with `from` and `time`
+//! added, `bye`, and `ipaddr` when the config allows it.
+//!
+//! The roster and every `ready`/`change` are produced under one lock, so each socket sees the
+//! rosters in the order they changed.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use serde_json::Value as Json;
+use socketioxide::extract::{AckSender, SocketRef};
+use tokio::sync::Mutex;
+
+use super::protocol::{
+    clock, nothing, object, DirectMessage, ErrorCode, Person, RelayedMessage, SignalError,
+};
+use super::session::{Conn, Ctx, Inbound, Service};
+
+/// Hands out `seq`: always the smallest positive integer no connected socket holds.
+#[derive(Debug)]
+pub struct SeqPool {
+    next: u32,
+    freed: BinaryHeap<Reverse<u32>>,
+}
+
+impl Default for SeqPool {
+    fn default() -> Self {
+        Self {
+            next: 1,
+            freed: BinaryHeap::new(),
+        }
+    }
+}
+
+impl SeqPool {
+    pub fn take(&mut self) -> u32 {
+        // Every freed number is below `next`, so the heap's minimum, if any, is the smallest.
+        match self.freed.pop() {
+            Some(Reverse(seq)) => seq,
+            None => {
+                self.next += 1;
+                self.next - 1
+            }
+        }
+    }
+
+    pub fn give_back(&mut self, seq: u32) {
+        self.freed.push(Reverse(seq));
+    }
+}
+
+#[derive(Default)]
+struct Roster {
+    /// In connection order, as the tutorial lists them.
+    persons: Vec<Person>,
+    sockets: HashMap<String, SocketRef>,
+    seqs: SeqPool,
+}
+
+pub(crate) struct Tutorial {
+    ctx: Arc<Ctx>,
+    roster: Mutex<Roster>,
+}
+
+pub(crate) enum TutorialEvent {
+    Message(DirectMessage),
+    Bye,
+    Ipaddr,
+}
+
+impl Tutorial {
+    pub fn new(ctx: Arc<Ctx>) -> Arc<Self> {
+        Arc::new(Self {
+            ctx,
+            roster: Mutex::new(Roster::default()),
+        })
+    }
+
+    async fn session(self: Arc<Self>, mut conn: Conn<TutorialEvent>) {
+        if !conn.started().await {
+            return;
+        }
+        let id = conn.id();
+        let socket = conn.socket.clone();
+        {
+            let mut roster = self.roster.lock().await;
+            let seq = roster.seqs.take();
+            roster.persons.push(Person {
+                id: id.clone(),
+                seq,
+            });
+            roster.sockets.insert(id.clone(), socket.clone());
+            tracing::debug!(sid = %id, seq, "tutorial socket ready");
+            let _ = socket.emit("ready", &(&id, &roster.persons));
+            let _ = socket.broadcast().emit("change", &roster.persons).await;
+        }
+        while let Some(Inbound { event, ack }) = conn.next().await {
+            match event {
+                TutorialEvent::Message(m) => self.relay(&conn, &id, m, ack).await,
+                TutorialEvent::Bye => {
+                    Conn::<TutorialEvent>::ok(ack);
+                    let _ = socket.clone().disconnect();
+                }
+                TutorialEvent::Ipaddr => self.ipaddr(&conn, ack),
+            }
+        }
+        let mut roster = self.roster.lock().await;
+        if let Some(pos) = roster.persons.iter().position(|p| p.id == id) {
+            let person = roster.persons.remove(pos);
+            roster.seqs.give_back(person.seq);
+        }
+        roster.sockets.remove(&id);
+        let _ = socket.broadcast().emit("change", &roster.persons).await;
+        tracing::debug!(sid = %id, "tutorial socket gone");
+    }
+
+    async fn relay(
+        &self,
+        conn: &Conn<TutorialEvent>,
+        from: &str,
+        m: DirectMessage,
+        ack: Option<AckSender>,
+    ) {
+        let target = self.roster.lock().await.sockets.get(&m.to).cloned();
+        let Some(target) = target else {
+            let err = SignalError::new(
+                ErrorCode::UnknownPeer,
+                "message",
+                format!("no connected socket has id {:?}", m.to),
+            );
+            return conn.refuse(err, ack);
+        };
+        let time = clock();
+        let body = RelayedMessage {
+            to: &m.to,
+            kind: &m.kind,
+            content: &m.content,
+            from,
+            time: &time,
+        };
+        let _ = target.emit("message", &body);
+        Conn::<TutorialEvent>::ok(ack);
+    }
+
+    fn ipaddr(&self, conn: &Conn<TutorialEvent>, ack: Option<AckSender>) {
+        if !self.ctx.config.signaling.announce_host_ips {
+            let err = SignalError::new(
+                ErrorCode::NotAllowed,
+                "ipaddr",
+                "this server does not announce its addresses (signaling.announce_host_ips)",
+            );
+            return conn.refuse(err, ack);
+        }
+        let addrs = if_addrs::get_if_addrs().unwrap_or_default();
+        for iface in addrs {
+            if let IpAddr::V4(ip) = iface.ip() {
+                if !ip.is_loopback() {
+                    let _ = conn.socket.emit("ipaddr", &ip.to_string());
+                }
+            }
+        }
+        Conn::<TutorialEvent>::ok(ack);
+    }
+}
+
+impl Service for Tutorial {
+    type Event = TutorialEvent;
+
+    fn parse(event: &str, args: Vec<Json>) -> Result<TutorialEvent, SignalError> {
+        Ok(match event {
+            "message" => TutorialEvent::Message(object(event, args)?),
+            "bye" => nothing(event, args).map(|()| TutorialEvent::Bye)?,
+            "ipaddr" => nothing(event, args).map(|()| TutorialEvent::Ipaddr)?,
+            _ => {
+                return Err(SignalError::new(
+                    ErrorCode::UnknownEvent,
+                    event,
+                    "no such event on namespace \"/\" (message, bye, ipaddr)",
+                ))
+            }
+        })
+    }
+
+    fn run(self: Arc<Self>, conn: Conn<TutorialEvent>) -> BoxFuture<'static, ()> {
+        self.session(conn).boxed()
+    }
+
+    fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_is_smallest_free_and_holds_thousands() {
+        let mut pool = SeqPool::default();
+        let taken: Vec<u32> = (0..5000).map(|_| pool.take()).collect();
+        assert_eq!(taken, (1..=5000).collect::<Vec<_>>());
+        pool.give_back(4000);
+        pool.give_back(7);
+        pool.give_back(300);
+        assert_eq!(pool.take(), 7);
+        assert_eq!(pool.take(), 300);
+        assert_eq!(pool.take(), 4000);
+        assert_eq!(pool.take(), 5001);
+    }
+}
