@@ -26,6 +26,7 @@ export class RoomView {
     if (!p) {
       p = this.#create(id, local);
       this.people.set(id, p);
+      this.#updateCount();
     }
     if (name !== undefined && name !== p.name) {
       p.name = name;
@@ -89,7 +90,6 @@ export class RoomView {
       rosterItem, rosterName,
     };
     this.#render(p);
-    this.#updateCount();
     return p;
   }
 
