@@ -10,6 +10,8 @@
 //!   subscriber: server offers), one reader per published track, one writer task per
 //!   subscription. Knows nothing of Socket.IO.
 //! - [`metrics`]: counters and gauges behind `/metrics`.
+//! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
+//!   and the load tester drive.
 //!
 //! # How things travel
 //! A signaling event arrives as Socket.IO JSON, is decoded into a typed message in `signal`,
@@ -22,6 +24,7 @@
 //! writer task per subscriber, which writes it to that subscriber's local track (re-encrypted
 //! per subscriber). A full channel drops for that subscriber only.
 
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod load;

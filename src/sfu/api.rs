@@ -11,7 +11,7 @@ pub type ParticipantId = String;
 pub type RoomId = String;
 
 /// What a published track carries, as the publisher declares it. Subscribers use it to label tiles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Camera,

@@ -4,12 +4,28 @@
 //! Knows RTP and WebRTC, nothing of Socket.IO: signaling drives it through [`Sfu`] and
 //! [`Participant`] and relays the [`SfuEvent`]s it emits.
 //!
-//! STUB: the API below is the contract; the implementation is being written.
+//! - `transport`: codecs, interceptors, UDP mux / port range, NAT 1:1, loopback-only media.
+//! - `room`: members of a room; the wanted forwarding matrix is derived from it.
+//! - `peer`: one participant's two connections and their serialised negotiation.
+//! - `forward`: up tracks (one reader each), down tracks (one queue + writer each), RTCP.
+//! - `keyframe`: the pure PLI throttle.
+//! - `tasks`: counted, owned tasks.
+//!
+//! See `docs/sfu.md` for the design and its reasons.
 
 pub mod api;
+mod forward;
+pub mod keyframe;
+mod peer;
+mod room;
+mod tasks;
+pub mod transport;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -17,12 +33,16 @@ pub use api::*;
 
 use crate::config::MediaConfig;
 use crate::metrics::Metrics;
+use forward::{lock, ForwardConfig};
+use peer::{Peer, Shared};
+use room::Room;
+use transport::Transport;
 
 /// The media server: owns the UDP socket(s) and every room's forwarding state. Cheap to clone.
 #[derive(Clone)]
 pub struct Sfu {
-    #[allow(dead_code)]
-    inner: Arc<()>,
+    shared: Arc<Shared>,
+    closed: Arc<AtomicBool>,
 }
 
 impl Sfu {
@@ -33,10 +53,27 @@ impl Sfu {
         http_listen: SocketAddr,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SfuError> {
-        let _ = (config, http_listen, metrics);
+        let transport = Transport::new(config, http_listen).await?;
+        let fwd = ForwardConfig {
+            queue_packets: config.subscriber_queue_packets.max(1),
+            keyframe_min_interval: Duration::from_millis(config.keyframe_min_interval_ms),
+            metrics: metrics.clone(),
+        };
         Ok(Self {
-            inner: Arc::new(()),
+            shared: Arc::new(Shared {
+                transport,
+                config: config.clone(),
+                metrics,
+                fwd,
+                rooms: Mutex::default(),
+            }),
+            closed: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The muxed media UDP address, when media uses one port.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.shared.transport.udp_addr
     }
 
     /// Adds participant `id` to the SFU side of `room`. Events for it arrive on `events`.
@@ -47,16 +84,65 @@ impl Sfu {
         id: &str,
         events: mpsc::Sender<SfuEvent>,
     ) -> Result<Participant, SfuError> {
-        let _ = (room, id, events);
-        Err(SfuError::Internal("media is not implemented yet".into()))
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SfuError::Internal("the server is shutting down".into()));
+        }
+        let room = {
+            let mut rooms = lock(&self.shared.rooms);
+            rooms
+                .entry(room.to_string())
+                .or_insert_with(|| Arc::new(Room::new(room.to_string())))
+                .clone()
+        };
+        let peer = Peer::new(self.shared.clone(), room.clone(), id.to_string(), events).await?;
+        {
+            // Re-insert under the table lock: the room may have been dropped by a leaver while
+            // the PeerConnections were being made.
+            let mut rooms = lock(&self.shared.rooms);
+            let current = rooms
+                .entry(room.id.clone())
+                .or_insert_with(|| room.clone())
+                .clone();
+            if !Arc::ptr_eq(&current, &room) {
+                drop(rooms);
+                peer.teardown().await;
+                return Err(SfuError::Internal(
+                    "room changed while joining; retry".into(),
+                ));
+            }
+            room.add(peer.clone());
+        }
+        tracing::info!(participant = %id, room = %room.id, "participant joined media");
+        peer.request_reconcile();
+        Ok(Participant { peer })
     }
 
     /// Closes every PeerConnection (server shutdown).
-    pub async fn close(&self) {}
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let peers: Vec<Arc<Peer>> = {
+            let rooms = lock(&self.shared.rooms);
+            rooms.values().flat_map(|r| r.members()).collect()
+        };
+        for peer in peers {
+            peer.teardown().await;
+        }
+        if let Some(mux) = &self.shared.transport.mux {
+            use webrtc::ice::udp_mux::UDPMux;
+            let _ = mux.close().await;
+        }
+    }
+
+    /// Rooms with at least one media participant (for tests and diagnostics).
+    pub fn room_count(&self) -> usize {
+        lock(&self.shared.rooms).len()
+    }
 }
 
 /// One participant's media. Dropping it removes the participant (without waiting).
-pub struct Participant {}
+pub struct Participant {
+    peer: Arc<Peer>,
+}
 
 impl Participant {
     /// Applies the client's offer on the publisher connection; returns the server's answer.
@@ -65,14 +151,12 @@ impl Participant {
         sdp: String,
         tracks: Vec<PublishedTrack>,
     ) -> Result<String, SfuError> {
-        let _ = (sdp, tracks);
-        Err(SfuError::Gone)
+        self.peer.publish_offer(sdp, tracks).await
     }
 
     /// Applies the client's answer to the pending subscriber offer.
     pub async fn subscribe_answer(&self, sdp: String) -> Result<(), SfuError> {
-        let _ = sdp;
-        Err(SfuError::Gone)
+        self.peer.subscribe_answer(sdp).await
     }
 
     /// Adds a trickled client candidate; `None` means end of candidates.
@@ -81,11 +165,37 @@ impl Participant {
         pc: PcKind,
         candidate: Option<IceCandidateInit>,
     ) -> Result<(), SfuError> {
-        let _ = (pc, candidate);
-        Err(SfuError::Gone)
+        self.peer.add_candidate(pc, candidate).await
     }
 
     /// Removes the participant: its tracks leave every subscriber, its connections close and
     /// its tasks end before this returns.
-    pub async fn leave(self) {}
+    pub async fn leave(self) {
+        self.peer.teardown().await;
+    }
+
+    /// The participant's id.
+    pub fn id(&self) -> &str {
+        &self.peer.id
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        if self.peer.is_closed() {
+            return;
+        }
+        let peer = self.peer.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { peer.teardown().await });
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send + Sync>() {}
+    is_send::<Sfu>();
+    is_send::<Participant>();
+    let _ = HashMap::<(), ()>::new();
 }

@@ -1,0 +1,300 @@
+//! How a headless participant talks to the server: over Socket.IO (`/rooms`, as a browser
+//! does) or, in in-process tests, straight to an [`Sfu`]. Both turn the server's side into the
+//! same stream of [`Inbound`] events, so the participant's logic is one.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::Payload;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::sfu::{
+    IceCandidateInit, Participant, PcKind, PublishedTrack, Sfu, SfuError, SfuEvent, TrackInfo,
+};
+
+/// A refusal from the server, as the protocol's `error` event carries it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ServerError {
+    pub code: String,
+    pub message: String,
+    #[serde(default)]
+    pub event: String,
+}
+
+/// What the server said, in arrival order.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    PublishAnswer(String),
+    SubscribeOffer {
+        sdp: String,
+        tracks: Vec<TrackInfo>,
+    },
+    Candidate {
+        pc: PcKind,
+        candidate: Option<IceCandidateInit>,
+    },
+    Error(ServerError),
+    Closed(String),
+}
+
+/// What the participant says.
+pub(crate) enum Outbound {
+    PublishOffer {
+        sdp: String,
+        tracks: Vec<PublishedTrack>,
+    },
+    SubscribeAnswer(String),
+    Candidate {
+        pc: PcKind,
+        candidate: IceCandidateInit,
+    },
+}
+
+pub(crate) enum Link {
+    Direct {
+        participant: Mutex<Option<Arc<Participant>>>,
+        inbound: mpsc::UnboundedSender<Inbound>,
+    },
+    SocketIo {
+        client: Client,
+    },
+}
+
+fn sfu_error(e: SfuError, event: &str) -> ServerError {
+    let code = match e {
+        SfuError::BadSdp(_) => "bad_sdp",
+        SfuError::BadCandidate(_) => "bad_candidate",
+        SfuError::TooManyTracks(_) => "too_many_tracks",
+        SfuError::NoPendingOffer => "no_pending_offer",
+        SfuError::Gone | SfuError::Internal(_) => "media_error",
+    };
+    ServerError {
+        code: code.into(),
+        message: e.to_string(),
+        event: event.into(),
+    }
+}
+
+impl Link {
+    /// Joins `room` in-process; returns the link, the participant id and the event stream.
+    pub async fn direct(
+        sfu: &Sfu,
+        room: &str,
+        id: &str,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Inbound>), ServerError> {
+        let (events_tx, mut events_rx) = mpsc::channel(256);
+        let participant = sfu
+            .join(room, id, events_tx)
+            .await
+            .map_err(|e| sfu_error(e, "join"))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let relay = tx.clone();
+        // Ends when the participant (the events' sender) is gone.
+        tokio::spawn(async move {
+            while let Some(event) = events_rx.recv().await {
+                let inbound = match event {
+                    SfuEvent::SubscribeOffer { sdp, tracks } => {
+                        Inbound::SubscribeOffer { sdp, tracks }
+                    }
+                    SfuEvent::Candidate { pc, candidate } => Inbound::Candidate {
+                        pc,
+                        candidate: Some(candidate),
+                    },
+                    SfuEvent::Closed { reason } => Inbound::Closed(reason),
+                };
+                if relay.send(inbound).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok((
+            Link::Direct {
+                participant: Mutex::new(Some(Arc::new(participant))),
+                inbound: tx,
+            },
+            rx,
+        ))
+    }
+
+    /// Connects to `url` (namespace `/rooms`) and joins `room` as `name`; returns the link,
+    /// the id the server gave, and the event stream.
+    pub async fn socket_io(
+        url: &str,
+        room: &str,
+        name: &str,
+    ) -> anyhow::Result<(Self, String, mpsc::UnboundedReceiver<Inbound>)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let on = |tx: mpsc::UnboundedSender<Inbound>, parse: fn(Value) -> Option<Inbound>| {
+            move |payload: Payload, _c: Client| {
+                let tx = tx.clone();
+                async move {
+                    if let Some(inbound) = first_value(payload).and_then(parse) {
+                        let _ = tx.send(inbound);
+                    }
+                }
+                .boxed()
+            }
+        };
+        let client = ClientBuilder::new(url)
+            .namespace("/rooms")
+            .reconnect(false)
+            .on(
+                "publish_answer",
+                on(tx.clone(), |v| {
+                    Some(Inbound::PublishAnswer(v.get("sdp")?.as_str()?.to_string()))
+                }),
+            )
+            .on(
+                "subscribe_offer",
+                on(tx.clone(), |v| {
+                    #[derive(Deserialize)]
+                    struct Offer {
+                        sdp: String,
+                        tracks: Vec<TrackInfo>,
+                    }
+                    let o: Offer = serde_json::from_value(v).ok()?;
+                    Some(Inbound::SubscribeOffer {
+                        sdp: o.sdp,
+                        tracks: o.tracks,
+                    })
+                }),
+            )
+            .on(
+                "candidate",
+                on(tx.clone(), |v| {
+                    #[derive(Deserialize)]
+                    struct Cand {
+                        pc: PcKind,
+                        candidate: Option<IceCandidateInit>,
+                    }
+                    let c: Cand = serde_json::from_value(v).ok()?;
+                    Some(Inbound::Candidate {
+                        pc: c.pc,
+                        candidate: c.candidate,
+                    })
+                }),
+            )
+            .on(
+                "error",
+                on(tx.clone(), |v| {
+                    Some(Inbound::Error(serde_json::from_value(v).ok()?))
+                }),
+            )
+            .connect()
+            .await?;
+        let (ack_tx, ack_rx) = oneshot::channel();
+        let ack_tx = Mutex::new(Some(ack_tx));
+        client
+            .emit_with_ack(
+                "join",
+                json!({ "room": room, "name": name }),
+                Duration::from_secs(10),
+                move |payload: Payload, _c: Client| {
+                    if let Some(tx) = ack_tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                        let _ = tx.send(first_value(payload));
+                    }
+                    async {}.boxed()
+                },
+            )
+            .await?;
+        let ack = tokio::time::timeout(Duration::from_secs(10), ack_rx)
+            .await
+            .map_err(|_| anyhow::anyhow!("join was not acknowledged within 10 s"))?
+            .map_err(|_| anyhow::anyhow!("join acknowledgement lost"))?
+            .ok_or_else(|| anyhow::anyhow!("empty join acknowledgement"))?;
+        if let Some(err) = ack.get("error") {
+            let _ = client.disconnect().await;
+            anyhow::bail!("join refused: {err}");
+        }
+        let id = ack
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow::anyhow!("join acknowledgement without id: {ack}"))?
+            .to_string();
+        Ok((Link::SocketIo { client }, id, rx))
+    }
+
+    pub async fn send(&self, out: Outbound) {
+        match self {
+            Link::Direct {
+                participant,
+                inbound,
+            } => {
+                let p = participant
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let Some(p) = p else { return };
+                let result = match out {
+                    Outbound::PublishOffer { sdp, tracks } => p
+                        .publish_offer(sdp, tracks)
+                        .await
+                        .map(|sdp| Some(Inbound::PublishAnswer(sdp)))
+                        .map_err(|e| sfu_error(e, "publish_offer")),
+                    Outbound::SubscribeAnswer(sdp) => p
+                        .subscribe_answer(sdp)
+                        .await
+                        .map(|_| None)
+                        .map_err(|e| sfu_error(e, "subscribe_answer")),
+                    Outbound::Candidate { pc, candidate } => p
+                        .add_candidate(pc, Some(candidate))
+                        .await
+                        .map(|_| None)
+                        .map_err(|e| sfu_error(e, "candidate")),
+                };
+                match result {
+                    Ok(Some(i)) => {
+                        let _ = inbound.send(i);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = inbound.send(Inbound::Error(e));
+                    }
+                }
+            }
+            Link::SocketIo { client } => {
+                let (event, body) = match out {
+                    Outbound::PublishOffer { sdp, tracks } => {
+                        ("publish_offer", json!({ "sdp": sdp, "tracks": tracks }))
+                    }
+                    Outbound::SubscribeAnswer(sdp) => ("subscribe_answer", json!({ "sdp": sdp })),
+                    Outbound::Candidate { pc, candidate } => {
+                        ("candidate", json!({ "pc": pc, "candidate": candidate }))
+                    }
+                };
+                if let Err(e) = client.emit(event, body).await {
+                    tracing::debug!(error = %e, event, "emit failed");
+                }
+            }
+        }
+    }
+
+    /// Leaves the room and closes the link.
+    pub async fn leave(&self) {
+        match self {
+            Link::Direct { participant, .. } => {
+                let p = participant.lock().unwrap_or_else(|e| e.into_inner()).take();
+                // The driver has stopped, so this is normally the last reference; otherwise
+                // dropping it removes the participant without waiting.
+                if let Some(Ok(p)) = p.map(Arc::try_unwrap) {
+                    p.leave().await;
+                }
+            }
+            Link::SocketIo { client } => {
+                let _ = client.emit("leave", json!({})).await;
+                let _ = client.disconnect().await;
+            }
+        }
+    }
+}
+
+fn first_value(payload: Payload) -> Option<Value> {
+    match payload {
+        Payload::Text(mut values) if !values.is_empty() => Some(values.swap_remove(0)),
+        _ => None,
+    }
+}

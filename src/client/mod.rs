@@ -1,0 +1,541 @@
+//! The headless participant: joins a room like a browser (over Socket.IO, or in-process in
+//! core tests), publishes tracks on its publisher PeerConnection, answers the server's
+//! subscriber offers, trickles candidates, and records what it receives per (participant,
+//! source). Used by the media tests and by `sfu-lite load`.
+//!
+//! - `link`: the signaling path (Socket.IO or direct) as one event stream.
+//! - `media`: what is sent (synthetic packets or the VP8/Opus fixtures), paced.
+//! - `codec`: VP8 keyframe detection, payload fingerprints.
+//! - `loss`: test-only inbound packet loss placed before the NACK generator.
+
+pub mod codec;
+mod link;
+pub mod loss;
+pub mod media;
+mod record;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::APIBuilder;
+use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+
+pub use link::ServerError;
+pub use loss::LossSpec;
+pub use media::{MediaSource, SentLog, SentPacket};
+pub use record::{Received, StreamRecord};
+
+use crate::sfu::transport::{engine_and_interceptors, loopback_only};
+use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, Sfu, Source, TrackInfo};
+use link::{Inbound, Link, Outbound};
+
+/// One track to publish.
+#[derive(Debug, Clone)]
+pub struct TrackSpec {
+    pub source: Source,
+    pub media: MediaSource,
+}
+
+/// How a headless participant behaves.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    pub tracks: Vec<TrackSpec>,
+    /// ICE on loopback only (the default; what tests and local load runs need).
+    pub loopback_only: bool,
+    /// Keep every sent and received packet's (sequence, payload fingerprint).
+    pub record_packets: bool,
+    /// Drop chosen inbound packets before the NACK generator sees them.
+    pub inbound_loss: Option<LossSpec>,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        Self {
+            tracks: Vec::new(),
+            loopback_only: true,
+            record_packets: true,
+            inbound_loss: None,
+        }
+    }
+}
+
+/// One published track's local side.
+pub struct Published {
+    pub source: Source,
+    pub mid: String,
+    pub log: Arc<SentLog>,
+}
+
+/// State the driver and the receive tasks share with the owner.
+pub(crate) struct Shared {
+    pub received: Mutex<Received>,
+    /// `mid → (participant, source)` from the latest subscriber offer.
+    pub mids: Mutex<HashMap<String, (String, Source)>>,
+    pub offers: Mutex<Vec<Vec<TrackInfo>>>,
+    pub errors: Mutex<Vec<ServerError>>,
+    pub closed: Mutex<Option<String>>,
+    /// Woken on every recorded change, for [`HeadlessPeer::wait_until`].
+    pub changed: Notify,
+    pub paused: watch::Sender<bool>,
+    pub record: bool,
+}
+
+/// A headless participant. Call [`HeadlessPeer::leave`] to end it cleanly.
+pub struct HeadlessPeer {
+    id: String,
+    link: Arc<Link>,
+    publisher: Arc<RTCPeerConnection>,
+    subscriber: Arc<RTCPeerConnection>,
+    shared: Arc<Shared>,
+    published: Vec<Published>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl HeadlessPeer {
+    /// Joins `room` on the server at `url` over Socket.IO (namespace `/rooms`) as `name`.
+    pub async fn join(
+        url: &str,
+        room: &str,
+        name: &str,
+        opts: PeerOptions,
+    ) -> anyhow::Result<Self> {
+        let (link, id, inbound) = Link::socket_io(url, room, name).await?;
+        Self::start(link, id, inbound, opts).await
+    }
+
+    /// Joins `room` straight on an in-process [`Sfu`] (core tests without signaling).
+    pub async fn join_direct(
+        sfu: &Sfu,
+        room: &str,
+        id: &str,
+        opts: PeerOptions,
+    ) -> anyhow::Result<Self> {
+        let (link, inbound) = Link::direct(sfu, room, id)
+            .await
+            .map_err(|e| anyhow::anyhow!("join refused: {} ({})", e.message, e.code))?;
+        Self::start(link, id.to_string(), inbound, opts).await
+    }
+
+    async fn start(
+        link: Link,
+        id: String,
+        inbound: mpsc::UnboundedReceiver<Inbound>,
+        opts: PeerOptions,
+    ) -> anyhow::Result<Self> {
+        for t in &opts.tracks {
+            media::check(&t.media)?;
+        }
+        let link = Arc::new(link);
+        let publisher = Arc::new(new_pc(&opts, false).await?);
+        let subscriber = Arc::new(new_pc(&opts, true).await?);
+        let shared = Arc::new(Shared {
+            received: Mutex::default(),
+            mids: Mutex::default(),
+            offers: Mutex::default(),
+            errors: Mutex::default(),
+            closed: Mutex::default(),
+            changed: Notify::new(),
+            paused: watch::channel(false).0,
+            record: opts.record_packets,
+        });
+        let (stop, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        // Candidates go out through the driver's link, in order.
+        let (cand_tx, mut cand_rx) = mpsc::unbounded_channel::<(PcKind, RTCIceCandidate)>();
+        for (kind, pc) in [
+            (PcKind::Publisher, &publisher),
+            (PcKind::Subscriber, &subscriber),
+        ] {
+            let tx = cand_tx.clone();
+            pc.on_ice_candidate(Box::new(move |c| {
+                if let Some(c) = c {
+                    let _ = tx.send((kind, c));
+                }
+                Box::pin(async {})
+            }));
+        }
+        drop(cand_tx);
+        {
+            let link = link.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some((pc, c)) = cand_rx.recv().await {
+                    if let Ok(json) = c.to_json() {
+                        let candidate = IceCandidateInit {
+                            candidate: json.candidate,
+                            sdp_mid: json.sdp_mid,
+                            sdp_mline_index: json.sdp_mline_index,
+                            username_fragment: None,
+                        };
+                        link.send(Outbound::Candidate { pc, candidate }).await;
+                    }
+                }
+            }));
+        }
+        let (track_tx, mut track_rx) = mpsc::unbounded_channel();
+        subscriber.on_track(Box::new(move |track, _receiver, transceiver| {
+            let mid = transceiver.mid().map(|m| m.to_string()).unwrap_or_default();
+            let _ = track_tx.send((track, mid));
+            Box::pin(async {})
+        }));
+        {
+            // Receive tasks are spawned from here so their handles are owned and aborted on leave.
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut readers = Vec::new();
+                while let Some((track, mid)) = track_rx.recv().await {
+                    readers.push(tokio::spawn(record::read_track(shared.clone(), track, mid)));
+                }
+                for r in readers {
+                    r.abort();
+                }
+            }));
+        }
+
+        // Publish: one send-only transceiver per track, then one offer for all.
+        let mut published = Vec::new();
+        let mut declared = Vec::new();
+        for spec in &opts.tracks {
+            let codec = if spec.media.is_video() {
+                RTCRtpCodecCapability {
+                    mime_type: webrtc::api::media_engine::MIME_TYPE_VP8.into(),
+                    clock_rate: 90000,
+                    ..Default::default()
+                }
+            } else {
+                RTCRtpCodecCapability {
+                    mime_type: webrtc::api::media_engine::MIME_TYPE_OPUS.into(),
+                    clock_rate: 48000,
+                    channels: 2,
+                    ..Default::default()
+                }
+            };
+            let local = Arc::new(TrackLocalStaticRTP::new(
+                codec,
+                format!("{id}-{}", published.len()),
+                id.clone(),
+            ));
+            let transceiver = publisher
+                .add_transceiver_from_track(
+                    local.clone(),
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Sendonly,
+                        send_encodings: vec![],
+                    }),
+                )
+                .await?;
+            let sender = transceiver.sender().await;
+            let keyframe = Arc::new(AtomicBool::new(true));
+            let log = Arc::new(SentLog::new(opts.record_packets));
+            {
+                let (keyframe, log) = (keyframe.clone(), log.clone());
+                tasks.push(tokio::spawn(async move {
+                    while let Ok((packets, _)) = sender.read_rtcp().await {
+                        for p in packets {
+                            let any = p.as_any();
+                            if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                                log.keyframe_requests
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                keyframe.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }));
+            }
+            tasks.push(tokio::spawn(media::send_loop(
+                local,
+                spec.media.clone(),
+                keyframe,
+                log.clone(),
+                stop.subscribe(),
+            )));
+            published.push((spec.source, transceiver, log));
+        }
+        let mut publish_offer = None;
+        if !published.is_empty() {
+            let offer = publisher.create_offer(None).await?;
+            publisher.set_local_description(offer).await?;
+            let sdp = publisher
+                .local_description()
+                .await
+                .map(|d| d.sdp)
+                .unwrap_or_default();
+            for (source, transceiver, _) in &published {
+                declared.push(PublishedTrack {
+                    mid: transceiver.mid().map(|m| m.to_string()).unwrap_or_default(),
+                    source: *source,
+                });
+            }
+            publish_offer = Some(Outbound::PublishOffer {
+                sdp,
+                tracks: declared.clone(),
+            });
+        }
+        let published = published
+            .into_iter()
+            .zip(declared.iter())
+            .map(|((source, _, log), d)| Published {
+                source,
+                mid: d.mid.clone(),
+                log,
+            })
+            .collect();
+        tasks.push(tokio::spawn(drive(
+            link.clone(),
+            inbound,
+            publisher.clone(),
+            subscriber.clone(),
+            shared.clone(),
+        )));
+        if let Some(offer) = publish_offer {
+            link.send(offer).await;
+        }
+        Ok(Self {
+            id,
+            link,
+            publisher,
+            subscriber,
+            shared,
+            published,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The participant id the server knows this peer by.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What this peer published, with its send logs.
+    pub fn published(&self) -> &[Published] {
+        &self.published
+    }
+
+    /// A snapshot of everything received so far.
+    pub fn received(&self) -> Received {
+        self.shared
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every subscriber offer's track list, in arrival order.
+    pub fn offers(&self) -> Vec<Vec<TrackInfo>> {
+        self.shared
+            .offers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Errors the server sent.
+    pub fn errors(&self) -> Vec<ServerError> {
+        self.shared
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Why the server closed this peer's media, if it did.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.shared
+            .closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn publisher_state(&self) -> RTCPeerConnectionState {
+        self.publisher.connection_state()
+    }
+
+    pub fn subscriber_state(&self) -> RTCPeerConnectionState {
+        self.subscriber.connection_state()
+    }
+
+    /// Stops (true) or resumes reading received tracks: a subscriber that stops reading.
+    pub fn pause_receiving(&self, paused: bool) {
+        let _ = self.shared.paused.send(paused);
+    }
+
+    /// Waits until `cond(self)` holds, re-checking on every recorded change; fails after
+    /// `timeout` with the last state described by `what`.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        cond: impl Fn(&Self) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.changed.notified();
+            if cond(self) {
+                return Ok(());
+            }
+            // Connection state changes are not recorded events: re-check at a bounded pace too.
+            let step = tokio::time::Instant::now() + Duration::from_millis(50);
+            if tokio::time::timeout_at(deadline.min(step), notified)
+                .await
+                .is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                anyhow::bail!(
+                    "peer {}: timed out after {timeout:?} waiting for {what}",
+                    self.id
+                );
+            }
+        }
+    }
+
+    /// Leaves the room, closes both connections and ends every task of this peer.
+    pub async fn leave(self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.link.leave().await;
+        let _ = self.publisher.close().await;
+        let _ = self.subscriber.close().await;
+    }
+}
+
+async fn new_pc(opts: &PeerOptions, subscriber: bool) -> anyhow::Result<RTCPeerConnection> {
+    let (media, registry) = match (&opts.inbound_loss, subscriber) {
+        (Some(loss), true) => {
+            // The loss interceptor must come first: it is then innermost, ahead of the NACK
+            // generator, which therefore sees the gap.
+            let mut media = webrtc::api::media_engine::MediaEngine::default();
+            crate::sfu::transport::register_codecs(&mut media)?;
+            let mut registry = webrtc::interceptor::registry::Registry::new();
+            registry.add(Box::new(loss::LossBuilder(loss.clone())));
+            let registry = webrtc::api::interceptor_registry::register_default_interceptors(
+                registry, &mut media,
+            )?;
+            (media, registry)
+        }
+        _ => engine_and_interceptors()?,
+    };
+    let mut settings = SettingEngine::default();
+    if opts.loopback_only {
+        loopback_only(&mut settings, false);
+    }
+    let api = APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build();
+    Ok(api.new_peer_connection(RTCConfiguration::default()).await?)
+}
+
+/// Applies the server's messages one at a time: negotiation on each connection is serial.
+async fn drive(
+    link: Arc<Link>,
+    mut inbound: mpsc::UnboundedReceiver<Inbound>,
+    publisher: Arc<RTCPeerConnection>,
+    subscriber: Arc<RTCPeerConnection>,
+    shared: Arc<Shared>,
+) {
+    let mut early: HashMap<PcKind, Vec<RTCIceCandidateInit>> = HashMap::new();
+    let pc_of = |k: PcKind| match k {
+        PcKind::Publisher => &publisher,
+        PcKind::Subscriber => &subscriber,
+    };
+    while let Some(msg) = inbound.recv().await {
+        match msg {
+            Inbound::PublishAnswer(sdp) => {
+                let applied = match RTCSessionDescription::answer(sdp) {
+                    Ok(d) => publisher.set_remote_description(d).await.is_ok(),
+                    Err(_) => false,
+                };
+                if applied {
+                    for c in early.remove(&PcKind::Publisher).unwrap_or_default() {
+                        let _ = publisher.add_ice_candidate(c).await;
+                    }
+                }
+            }
+            Inbound::SubscribeOffer { sdp, tracks } => {
+                {
+                    let now = Instant::now();
+                    let mut mids = shared.mids.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut received = shared.received.lock().unwrap_or_else(|e| e.into_inner());
+                    for t in &tracks {
+                        mids.insert(t.mid.clone(), (t.participant.clone(), t.source));
+                        record::ReceivedExt::offered(&mut *received, &t.participant, t.source, now);
+                    }
+                    shared
+                        .offers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(tracks);
+                }
+                let answer = async {
+                    subscriber
+                        .set_remote_description(RTCSessionDescription::offer(sdp)?)
+                        .await?;
+                    let answer = subscriber.create_answer(None).await?;
+                    subscriber.set_local_description(answer).await?;
+                    Ok::<_, webrtc::Error>(subscriber.local_description().await.map(|d| d.sdp))
+                };
+                match answer.await {
+                    Ok(Some(sdp)) => {
+                        for c in early.remove(&PcKind::Subscriber).unwrap_or_default() {
+                            let _ = subscriber.add_ice_candidate(c).await;
+                        }
+                        link.send(Outbound::SubscribeAnswer(sdp)).await;
+                    }
+                    other => tracing::warn!(?other, "cannot answer the subscriber offer"),
+                }
+                shared.changed.notify_waiters();
+            }
+            Inbound::Candidate { pc, candidate } => {
+                let Some(c) = candidate else { continue };
+                let init = RTCIceCandidateInit {
+                    candidate: c.candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_mline_index: c.sdp_mline_index,
+                    username_fragment: c.username_fragment,
+                };
+                let target = pc_of(pc);
+                if target.remote_description().await.is_some() {
+                    let _ = target.add_ice_candidate(init).await;
+                } else {
+                    early.entry(pc).or_default().push(init);
+                }
+            }
+            Inbound::Error(e) => {
+                tracing::debug!(?e, "server refused a message");
+                shared
+                    .errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(e);
+                shared.changed.notify_waiters();
+            }
+            Inbound::Closed(reason) => {
+                *shared.closed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                shared.changed.notify_waiters();
+            }
+        }
+    }
+}

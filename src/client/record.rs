@@ -1,0 +1,89 @@
+//! What a headless participant received, per (publisher, source): packet counts, every
+//! packet's (sequence, payload fingerprint) when recording, first packet and first keyframe
+//! times, and when the stream was first offered.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use webrtc::track::track_remote::TrackRemote;
+
+use super::codec::{payload_hash, vp8_is_keyframe};
+use super::Shared;
+use crate::sfu::Source;
+
+/// Everything received, keyed by (publisher id, source).
+pub type Received = BTreeMap<(String, Source), StreamRecord>;
+
+#[derive(Debug, Clone, Default)]
+pub struct StreamRecord {
+    pub mime_type: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// (sequence number, payload fingerprint) in arrival order, when recording.
+    pub log: Vec<(u16, u64)>,
+    /// When a subscriber offer first listed this stream.
+    pub offered_at: Option<Instant>,
+    pub first_packet_at: Option<Instant>,
+    pub first_keyframe_at: Option<Instant>,
+    pub keyframes: u64,
+}
+
+pub(crate) trait ReceivedExt {
+    fn offered(&mut self, participant: &str, source: Source, at: Instant);
+}
+
+impl ReceivedExt for Received {
+    fn offered(&mut self, participant: &str, source: Source, at: Instant) {
+        self.entry((participant.to_string(), source))
+            .or_default()
+            .offered_at
+            .get_or_insert(at);
+    }
+}
+
+/// Reads one received track until it ends, recording every packet.
+pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid: String) {
+    let key = {
+        let mids = shared.mids.lock().unwrap_or_else(|e| e.into_inner());
+        match mids.get(&mid) {
+            Some((p, s)) => (p.clone(), *s),
+            None => {
+                tracing::warn!(%mid, "received a track no offer described");
+                return;
+            }
+        }
+    };
+    let mime = track.codec().capability.mime_type;
+    let vp8 = mime.eq_ignore_ascii_case(webrtc::api::media_engine::MIME_TYPE_VP8);
+    let mut paused = shared.paused.subscribe();
+    let mut buf = vec![0u8; 1500];
+    loop {
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
+        let Ok((pkt, _)) = track.read(&mut buf).await else {
+            return;
+        };
+        let now = Instant::now();
+        {
+            let mut received = shared.received.lock().unwrap_or_else(|e| e.into_inner());
+            let rec = received.entry(key.clone()).or_default();
+            if rec.mime_type.is_empty() {
+                rec.mime_type = mime.clone();
+            }
+            rec.packets += 1;
+            rec.bytes += pkt.payload.len() as u64;
+            rec.first_packet_at.get_or_insert(now);
+            if vp8 && vp8_is_keyframe(&pkt.payload) {
+                rec.keyframes += 1;
+                rec.first_keyframe_at.get_or_insert(now);
+            }
+            if shared.record {
+                rec.log
+                    .push((pkt.header.sequence_number, payload_hash(&pkt.payload)));
+            }
+        }
+        shared.changed.notify_waiters();
+    }
+}

@@ -1,0 +1,609 @@
+//! One participant's server side: its publisher and subscriber PeerConnections, the up tracks
+//! it publishes and the subscriptions it receives.
+//!
+//! Negotiation is serialised per connection: publisher offers under `publish_lock`; subscriber
+//! offers under the `sub` lock, one at a time (the next only after the answer to the previous),
+//! each made by reconciling the subscriptions with what the room offers (a diff, LiveKit- and
+//! webrtc-rs/sfu-style).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use webrtc::ice::candidate::candidate_base::unmarshal_candidate;
+use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecParameters, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
+use webrtc::track::track_remote::TrackRemote;
+
+use super::forward::{lock, read_down_rtcp, up_track, DownTrack, ForwardConfig, Sink, UpTrack};
+use super::room::Room;
+use super::tasks::{spawn_counted, TaskSet};
+use super::transport::Transport;
+use super::{
+    IceCandidateInit, ParticipantId, PcKind, PublishedTrack, RoomId, SfuError, SfuEvent, Source,
+    TrackInfo,
+};
+use crate::config::MediaConfig;
+use crate::metrics::{GaugeGuard, Metrics};
+
+/// Largest SDP accepted from a client; signaling has its own, usually smaller, message limit.
+pub(crate) const MAX_SDP_BYTES: usize = 256 * 1024;
+/// Largest candidate line accepted.
+pub(crate) const MAX_CANDIDATE_BYTES: usize = 1024;
+/// Candidates kept while a connection has no remote description yet.
+pub(crate) const MAX_EARLY_CANDIDATES: usize = 64;
+/// How long leaving waits for a participant's tasks before aborting them.
+const TASK_GRACE: Duration = Duration::from_secs(5);
+
+/// What every participant shares: the WebRTC factory, settings, metrics and the room table.
+pub(crate) struct Shared {
+    pub transport: Transport,
+    pub config: MediaConfig,
+    pub metrics: Arc<Metrics>,
+    pub fwd: ForwardConfig,
+    pub rooms: Mutex<HashMap<RoomId, Arc<Room>>>,
+}
+
+type TrackKey = (ParticipantId, String);
+
+struct Subscription {
+    up: Arc<UpTrack>,
+    sink: Arc<Sink>,
+    sender: Arc<RTCRtpSender>,
+    transceiver: Arc<RTCRtpTransceiver>,
+    /// Packets flow only once the answer bound the sender.
+    started: bool,
+    _gauge: GaugeGuard,
+}
+
+#[derive(Default)]
+struct SubState {
+    offer_pending: bool,
+    subs: HashMap<TrackKey, Subscription>,
+    early_candidates: Vec<RTCIceCandidateInit>,
+}
+
+pub(crate) struct Peer {
+    pub id: ParticipantId,
+    pub room: Arc<Room>,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<SfuEvent>,
+    publisher: Arc<RTCPeerConnection>,
+    subscriber: Arc<RTCPeerConnection>,
+    pc_gauges: Mutex<Vec<GaugeGuard>>,
+    /// `mid → source` as the client declared in its publish offers.
+    declared: Mutex<HashMap<String, Source>>,
+    /// Live up tracks by mid.
+    published: Mutex<HashMap<String, Arc<UpTrack>>>,
+    /// Serialises publisher negotiation; guards the publisher's early candidates.
+    publish_lock: tokio::sync::Mutex<Vec<RTCIceCandidateInit>>,
+    /// Serialises subscriber negotiation and holds the subscriptions.
+    sub: tokio::sync::Mutex<SubState>,
+    /// The room changed while an offer was out: reconcile again after the answer.
+    dirty: AtomicBool,
+    closed: AtomicBool,
+    shutdown: watch::Sender<bool>,
+    timers_started: [AtomicBool; 2],
+    tasks: TaskSet,
+}
+
+impl Peer {
+    pub async fn new(
+        shared: Arc<Shared>,
+        room: Arc<Room>,
+        id: ParticipantId,
+        events: mpsc::Sender<SfuEvent>,
+    ) -> Result<Arc<Self>, SfuError> {
+        let new_pc = || async {
+            shared
+                .transport
+                .api
+                .new_peer_connection(shared.transport.rtc_config.clone())
+                .await
+                .map(Arc::new)
+                .map_err(|e| SfuError::Internal(e.to_string()))
+        };
+        let publisher = new_pc().await?;
+        let pub_gauge = GaugeGuard::new(&shared.metrics, |m| &m.peer_connections);
+        let subscriber = match new_pc().await {
+            Ok(pc) => pc,
+            Err(e) => {
+                let _ = publisher.close().await;
+                return Err(e);
+            }
+        };
+        let sub_gauge = GaugeGuard::new(&shared.metrics, |m| &m.peer_connections);
+        let peer = Arc::new(Self {
+            id,
+            room,
+            events,
+            publisher,
+            subscriber,
+            pc_gauges: Mutex::new(vec![pub_gauge, sub_gauge]),
+            declared: Mutex::default(),
+            published: Mutex::default(),
+            publish_lock: tokio::sync::Mutex::default(),
+            sub: tokio::sync::Mutex::default(),
+            dirty: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            shutdown: watch::channel(false).0,
+            timers_started: [AtomicBool::new(false), AtomicBool::new(false)],
+            tasks: TaskSet::default(),
+            shared,
+        });
+        peer.install_handlers();
+        Ok(peer)
+    }
+
+    fn install_handlers(self: &Arc<Self>) {
+        for kind in [PcKind::Publisher, PcKind::Subscriber] {
+            let pc = self.pc(kind);
+            let weak = Arc::downgrade(self);
+            pc.on_ice_candidate(Box::new(move |c: Option<RTCIceCandidate>| {
+                let weak = weak.clone();
+                Box::pin(async move {
+                    if let (Some(peer), Some(c)) = (weak.upgrade(), c) {
+                        peer.send_candidate(kind, c).await;
+                    }
+                })
+            }));
+            let weak = Arc::downgrade(self);
+            pc.on_peer_connection_state_change(Box::new(move |state| {
+                if let Some(peer) = weak.upgrade() {
+                    peer.on_state(kind, state);
+                }
+                Box::pin(async {})
+            }));
+        }
+        let weak: Weak<Self> = Arc::downgrade(self);
+        self.publisher
+            .on_track(Box::new(move |track, _receiver, transceiver| {
+                if let Some(peer) = weak.upgrade() {
+                    let mid = transceiver.mid().map(|m| m.to_string()).unwrap_or_default();
+                    peer.on_track(track, mid);
+                }
+                Box::pin(async {})
+            }));
+    }
+
+    fn pc(&self, kind: PcKind) -> &Arc<RTCPeerConnection> {
+        match kind {
+            PcKind::Publisher => &self.publisher,
+            PcKind::Subscriber => &self.subscriber,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn published(&self) -> Vec<Arc<UpTrack>> {
+        lock(&self.published).values().cloned().collect()
+    }
+
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.push(spawn_counted(&self.shared.metrics, fut));
+    }
+
+    async fn send_candidate(&self, pc: PcKind, c: RTCIceCandidate) {
+        let Ok(json) = c.to_json() else { return };
+        // No sdpMid: with BUNDLE every candidate belongs to the first m-line, and the server
+        // does not know the client's mids for it. Browsers accept the index alone.
+        let candidate = IceCandidateInit {
+            candidate: json.candidate,
+            sdp_mid: None,
+            sdp_mline_index: Some(0),
+            username_fragment: None,
+        };
+        let event = SfuEvent::Candidate { pc, candidate };
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.events.send(event)).await;
+    }
+
+    fn on_state(self: &Arc<Self>, kind: PcKind, state: RTCPeerConnectionState) {
+        tracing::debug!(participant = %self.id, room = %self.room.id, ?kind, ?state, "connection state");
+        match state {
+            RTCPeerConnectionState::Failed => self.fail("ICE failed".into()),
+            RTCPeerConnectionState::Connected if kind == PcKind::Subscriber => {
+                // Keyframes asked for before the connection was up went nowhere: ask again.
+                let peer = self.clone();
+                self.spawn(async move {
+                    let st = peer.sub.lock().await;
+                    for sub in st.subs.values().filter(|s| s.started) {
+                        sub.up.request_keyframe();
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_track(self: &Arc<Self>, track: Arc<TrackRemote>, mid: String) {
+        if self.is_closed() {
+            return;
+        }
+        let source = lock(&self.declared)
+            .get(&mid)
+            .copied()
+            .unwrap_or(match track.kind() {
+                RTPCodecType::Audio => Source::Microphone,
+                _ => Source::Camera,
+            });
+        let (up, reader, keyframes) = up_track(
+            self.id.clone(),
+            mid.clone(),
+            source,
+            track,
+            self.publisher.clone(),
+            &self.shared.fwd,
+        );
+        tracing::info!(participant = %self.id, room = %self.room.id, %mid, ?source, kind = up.kind, codec = %up.codec.mime_type, "track published");
+        lock(&self.published).insert(mid.clone(), up.clone());
+        let peer = self.clone();
+        self.spawn(async move {
+            reader.await;
+            let removed = {
+                let mut published = lock(&peer.published);
+                match published.get(&mid) {
+                    Some(current) if Arc::ptr_eq(current, &up) => published.remove(&mid).is_some(),
+                    _ => false,
+                }
+            };
+            if removed && !peer.is_closed() {
+                peer.room.reconcile_others(&peer.id);
+            }
+        });
+        self.spawn(keyframes);
+        self.room.reconcile_others(&self.id);
+    }
+
+    /// Applies the client's publisher offer and returns the answer.
+    pub async fn publish_offer(
+        self: &Arc<Self>,
+        sdp: String,
+        tracks: Vec<PublishedTrack>,
+    ) -> Result<String, SfuError> {
+        let mut early = self.publish_lock.lock().await;
+        if self.is_closed() {
+            return Err(SfuError::Gone);
+        }
+        let max = self.shared.config.max_tracks_per_participant;
+        if sdp.len() > MAX_SDP_BYTES {
+            return Err(SfuError::BadSdp(format!(
+                "longer than {MAX_SDP_BYTES} bytes"
+            )));
+        }
+        if tracks.len() > max {
+            return Err(SfuError::TooManyTracks(max));
+        }
+        let offer =
+            RTCSessionDescription::offer(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let parsed = offer
+            .unmarshal()
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let media = parsed
+            .media_descriptions
+            .iter()
+            .filter(|m| matches!(m.media_name.media.as_str(), "audio" | "video"))
+            .count();
+        if media > max {
+            return Err(SfuError::TooManyTracks(max));
+        }
+        lock(&self.declared).extend(tracks.into_iter().map(|t| (t.mid, t.source)));
+        self.publisher
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answer = self
+            .publisher
+            .create_answer(None)
+            .await
+            .map_err(|e| SfuError::Internal(e.to_string()))?;
+        self.publisher
+            .set_local_description(answer)
+            .await
+            .map_err(|e| SfuError::Internal(e.to_string()))?;
+        for c in early.drain(..) {
+            let _ = self.publisher.add_ice_candidate(c).await;
+        }
+        self.start_connect_timer(PcKind::Publisher);
+        let local = self.publisher.local_description().await;
+        local
+            .map(|d| d.sdp)
+            .ok_or_else(|| SfuError::Internal("no local description".into()))
+    }
+
+    /// Applies the client's answer to the pending subscriber offer.
+    pub async fn subscribe_answer(self: &Arc<Self>, sdp: String) -> Result<(), SfuError> {
+        let mut st = self.sub.lock().await;
+        if self.is_closed() {
+            return Err(SfuError::Gone);
+        }
+        if !st.offer_pending {
+            return Err(SfuError::NoPendingOffer);
+        }
+        if sdp.len() > MAX_SDP_BYTES {
+            return Err(SfuError::BadSdp(format!(
+                "longer than {MAX_SDP_BYTES} bytes"
+            )));
+        }
+        let answer =
+            RTCSessionDescription::answer(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        self.subscriber
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        st.offer_pending = false;
+        for c in std::mem::take(&mut st.early_candidates) {
+            let _ = self.subscriber.add_ice_candidate(c).await;
+        }
+        for sub in st.subs.values_mut().filter(|s| !s.started) {
+            sub.started = true;
+            sub.up.add_sink(&sub.sink);
+            sub.up.request_keyframe();
+        }
+        drop(st);
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            self.request_reconcile();
+        }
+        Ok(())
+    }
+
+    /// Adds a trickled client candidate (kept until the remote description is set).
+    pub async fn add_candidate(
+        &self,
+        kind: PcKind,
+        candidate: Option<IceCandidateInit>,
+    ) -> Result<(), SfuError> {
+        if self.is_closed() {
+            return Err(SfuError::Gone);
+        }
+        let Some(c) = candidate else { return Ok(()) };
+        if c.candidate.len() > MAX_CANDIDATE_BYTES {
+            return Err(SfuError::BadCandidate(format!(
+                "longer than {MAX_CANDIDATE_BYTES} bytes"
+            )));
+        }
+        let value = c
+            .candidate
+            .strip_prefix("candidate:")
+            .unwrap_or(&c.candidate);
+        if value.is_empty() {
+            // The browser's end-of-candidates marker.
+            return Ok(());
+        }
+        unmarshal_candidate(value).map_err(|e| SfuError::BadCandidate(e.to_string()))?;
+        let init = RTCIceCandidateInit {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+        };
+        let pc = self.pc(kind).clone();
+        let apply = |early: &mut Vec<RTCIceCandidateInit>, has_remote: bool, init| {
+            if has_remote {
+                return Some(init);
+            }
+            if early.len() < MAX_EARLY_CANDIDATES {
+                early.push(init);
+            }
+            None
+        };
+        let now = match kind {
+            PcKind::Publisher => {
+                let mut early = self.publish_lock.lock().await;
+                let has_remote = pc.remote_description().await.is_some();
+                apply(&mut early, has_remote, init)
+            }
+            PcKind::Subscriber => {
+                let mut st = self.sub.lock().await;
+                let has_remote = pc.remote_description().await.is_some();
+                apply(&mut st.early_candidates, has_remote, init)
+            }
+        };
+        if let Some(init) = now {
+            pc.add_ice_candidate(init)
+                .await
+                .map_err(|e| SfuError::BadCandidate(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Schedules a reconcile of this participant's subscriptions.
+    pub fn request_reconcile(self: &Arc<Self>) {
+        if self.is_closed() {
+            return;
+        }
+        let peer = self.clone();
+        self.spawn(async move {
+            if let Err(e) = peer.reconcile().await {
+                if !peer.is_closed() {
+                    tracing::warn!(participant = %peer.id, room = %peer.room.id, error = %e, "subscriber negotiation failed");
+                    peer.fail(format!("subscriber negotiation failed: {e}"));
+                }
+            }
+        });
+    }
+
+    /// Brings the subscriptions in line with the room's tracks and offers the result.
+    async fn reconcile(self: &Arc<Self>) -> Result<(), SfuError> {
+        let internal = |e: webrtc::Error| SfuError::Internal(e.to_string());
+        let mut st = self.sub.lock().await;
+        if self.is_closed() {
+            return Ok(());
+        }
+        if st.offer_pending {
+            self.dirty.store(true, Ordering::Release);
+            return Ok(());
+        }
+        self.dirty.store(false, Ordering::Release);
+        let wanted = self.room.tracks_for(&self.id);
+        let stale: Vec<TrackKey> = st
+            .subs
+            .iter()
+            .filter(|(_, s)| !wanted.iter().any(|u| Arc::ptr_eq(u, &s.up)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut changed = !stale.is_empty();
+        for key in stale {
+            if let Some(sub) = st.subs.remove(&key) {
+                sub.up.remove_sink(&sub.sink);
+                let _ = self.subscriber.remove_track(&sub.sender).await;
+            }
+        }
+        for up in wanted {
+            let key = (up.publisher.clone(), up.mid.clone());
+            if st.subs.contains_key(&key) {
+                continue;
+            }
+            let down = DownTrack::new(&up, self.shared.fwd.queue_packets);
+            let transceiver = self
+                .subscriber
+                .add_transceiver_from_track(
+                    down.local.clone(),
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Sendonly,
+                        send_encodings: vec![],
+                    }),
+                )
+                .await
+                .map_err(internal)?;
+            // Offer exactly the publisher's codec: a subscriber is only sent what it accepted.
+            let _ = transceiver
+                .set_codec_preferences(vec![RTCRtpCodecParameters {
+                    capability: up.codec.clone(),
+                    ..Default::default()
+                }])
+                .await;
+            let sender = transceiver.sender().await;
+            let sink = down.sink.clone();
+            let metrics = self.shared.metrics.clone();
+            self.spawn(down.write_loop(metrics.clone()));
+            self.spawn(read_down_rtcp(sender.clone(), up.clone(), metrics.clone()));
+            st.subs.insert(
+                key,
+                Subscription {
+                    up,
+                    sink,
+                    sender,
+                    transceiver,
+                    started: false,
+                    _gauge: GaugeGuard::new(&metrics, |m| &m.subscriptions),
+                },
+            );
+            changed = true;
+        }
+        if !changed {
+            return Ok(());
+        }
+        let offer = self.subscriber.create_offer(None).await.map_err(internal)?;
+        self.subscriber
+            .set_local_description(offer)
+            .await
+            .map_err(internal)?;
+        let sdp = self
+            .subscriber
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or_else(|| SfuError::Internal("no local description".into()))?;
+        let mut tracks: Vec<TrackInfo> = st
+            .subs
+            .values()
+            .map(|s| TrackInfo {
+                mid: s
+                    .transceiver
+                    .mid()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                participant: s.up.publisher.clone(),
+                source: s.up.source,
+                kind: s.up.kind.to_string(),
+            })
+            .collect();
+        tracks.sort_by(|a, b| a.mid.cmp(&b.mid));
+        st.offer_pending = true;
+        drop(st);
+        self.start_connect_timer(PcKind::Subscriber);
+        let _ = self
+            .events
+            .send(SfuEvent::SubscribeOffer { sdp, tracks })
+            .await;
+        Ok(())
+    }
+
+    /// A connection that is being negotiated must be up within `connect_timeout_secs`.
+    fn start_connect_timer(self: &Arc<Self>, kind: PcKind) {
+        if self.timers_started[kind as usize].swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let timeout = Duration::from_secs(self.shared.config.connect_timeout_secs);
+        let mut shutdown = self.shutdown.subscribe();
+        let weak = Arc::downgrade(self);
+        self.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            if let Some(peer) = weak.upgrade() {
+                if peer.pc(kind).connection_state() != RTCPeerConnectionState::Connected {
+                    peer.fail(format!(
+                        "{kind:?} media did not connect within {} s",
+                        timeout.as_secs()
+                    ));
+                }
+            }
+        });
+    }
+
+    /// Media is gone for good: tell signaling and tear down without waiting here.
+    pub fn fail(self: &Arc<Self>, reason: String) {
+        if self.is_closed() {
+            return;
+        }
+        tracing::info!(participant = %self.id, room = %self.room.id, %reason, "participant media closed");
+        let _ = self.events.try_send(SfuEvent::Closed { reason });
+        let peer = self.clone();
+        spawn_counted(&self.shared.metrics, async move { peer.teardown().await });
+    }
+
+    /// Removes the participant: its tracks leave every subscriber, its connections close, its
+    /// tasks end before this returns. Idempotent.
+    pub async fn teardown(self: &Arc<Self>) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.shutdown.send(true);
+        {
+            let mut rooms = lock(&self.shared.rooms);
+            if self.room.remove(&self.id)
+                && rooms
+                    .get(&self.room.id)
+                    .is_some_and(|r| Arc::ptr_eq(r, &self.room))
+            {
+                rooms.remove(&self.room.id);
+            }
+        }
+        let published = std::mem::take(&mut *lock(&self.published));
+        self.room.reconcile_others(&self.id);
+        {
+            let mut st = self.sub.lock().await;
+            for (_, sub) in st.subs.drain() {
+                sub.up.remove_sink(&sub.sink);
+            }
+        }
+        let _ = self.publisher.close().await;
+        let _ = self.subscriber.close().await;
+        lock(&self.pc_gauges).clear();
+        self.tasks.join_all(TASK_GRACE).await;
+        drop(published);
+        tracing::info!(participant = %self.id, room = %self.room.id, "participant left");
+    }
+}

@@ -1,0 +1,174 @@
+//! Media transport: the webrtc-rs `API` every server-side PeerConnection is made from.
+//!
+//! Codecs (Opus; VP8, VP9, H.264 constrained baseline), the interceptors (NACK generator and
+//! responder, sender/receiver reports, TWCC receiver) and the network settings: one muxed UDP
+//! port (or a port range), NAT 1:1 addresses, an IP filter, and loopback-only media when the
+//! HTTP listener is a loopback address.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MIME_TYPE_VP9,
+};
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::{APIBuilder, API};
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
+use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
+use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
+use webrtc::ice_transport::ice_server::RTCIceServer;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::rtp_transceiver::rtp_codec::{
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
+};
+use webrtc::rtp_transceiver::RTCPFeedback;
+
+use super::SfuError;
+use crate::config::MediaConfig;
+
+/// Registers the codecs sfu-lite forwards. Shared with the headless client so both ends agree.
+/// NACK, PLI and transport-cc feedback are added by the interceptor helpers.
+pub fn register_codecs(media: &mut MediaEngine) -> webrtc::error::Result<()> {
+    let fir = || RTCPFeedback {
+        typ: "ccm".into(),
+        parameter: "fir".into(),
+    };
+    let codec =
+        |mime: &str, clock_rate, channels, fmtp: &str, pt, video: bool| RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: mime.into(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: fmtp.into(),
+                rtcp_feedback: if video { vec![fir()] } else { vec![] },
+            },
+            payload_type: pt,
+            ..Default::default()
+        };
+    media.register_codec(
+        codec(
+            MIME_TYPE_OPUS,
+            48000,
+            2,
+            "minptime=10;useinbandfec=1",
+            111,
+            false,
+        ),
+        RTPCodecType::Audio,
+    )?;
+    for c in [
+        codec(MIME_TYPE_VP8, 90000, 0, "", 96, true),
+        codec(MIME_TYPE_VP9, 90000, 0, "profile-id=0", 98, true),
+        codec(
+            MIME_TYPE_H264,
+            90000,
+            0,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+            102,
+            true,
+        ),
+    ] {
+        media.register_codec(c, RTPCodecType::Video)?;
+    }
+    Ok(())
+}
+
+/// A media engine with our codecs and an interceptor registry with the default set.
+pub fn engine_and_interceptors() -> webrtc::error::Result<(MediaEngine, Registry)> {
+    let mut media = MediaEngine::default();
+    register_codecs(&mut media)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    Ok((media, registry))
+}
+
+/// Restricts ICE to loopback: loopback candidate on, filter to loopback, no mDNS, IPv4 or IPv6
+/// to match the address in use. What every test and local development run uses.
+pub fn loopback_only(settings: &mut SettingEngine, ipv6: bool) {
+    settings.set_include_loopback_candidate(true);
+    settings.set_ip_filter(Box::new(|ip: IpAddr| ip.is_loopback()));
+    settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    settings.set_network_types(vec![if ipv6 {
+        NetworkType::Udp6
+    } else {
+        NetworkType::Udp4
+    }]);
+}
+
+/// The server's shared WebRTC factory and what it was built with.
+pub(crate) struct Transport {
+    pub api: API,
+    pub rtc_config: RTCConfiguration,
+    /// Kept to close the socket on shutdown.
+    pub mux: Option<Arc<UDPMuxDefault>>,
+    /// The bound media address when muxed, for logs and tests.
+    pub udp_addr: Option<SocketAddr>,
+}
+
+impl Transport {
+    pub async fn new(config: &MediaConfig, http_listen: SocketAddr) -> Result<Self, SfuError> {
+        let internal = |e: &dyn std::fmt::Display| SfuError::Internal(e.to_string());
+        let (media, registry) = engine_and_interceptors().map_err(|e| internal(&e))?;
+        let mut settings = SettingEngine::default();
+        // The server never needs mDNS: it announces IP candidates only.
+        settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+        let listen_ip = http_listen.ip();
+        if listen_ip.is_loopback() && config.ips.is_empty() {
+            loopback_only(&mut settings, listen_ip.is_ipv6());
+        } else if !config.ips.is_empty() {
+            let allowed = config.ips.clone();
+            settings.set_include_loopback_candidate(allowed.iter().any(|ip| ip.is_loopback()));
+            settings.set_ip_filter(Box::new(move |ip: IpAddr| allowed.contains(&ip)));
+        }
+        if !config.public_ips.is_empty() {
+            let ips = config.public_ips.iter().map(|ip| ip.to_string()).collect();
+            settings.set_nat_1to1_ips(ips, RTCIceCandidateType::Host);
+        }
+        let mut mux = None;
+        let mut udp_addr = None;
+        match config.port_range().map_err(|e| internal(&e))? {
+            Some((lo, hi)) => {
+                let range = EphemeralUDP::new(lo, hi).map_err(|e| internal(&e))?;
+                settings.set_udp_network(UDPNetwork::Ephemeral(range));
+            }
+            None => {
+                let port = config.effective_udp_port(http_listen.port());
+                let bind = SocketAddr::new(listen_ip, port);
+                let socket = tokio::net::UdpSocket::bind(bind).await.map_err(|e| {
+                    SfuError::Internal(format!("cannot bind media UDP {bind}: {e}"))
+                })?;
+                udp_addr = socket.local_addr().ok();
+                let m = UDPMuxDefault::new(UDPMuxParams::new(socket));
+                settings.set_udp_network(UDPNetwork::Muxed(m.clone()));
+                mux = Some(m);
+            }
+        }
+        let api = APIBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(settings)
+            .build();
+        let rtc_config = RTCConfiguration {
+            ice_servers: config
+                .ice_servers
+                .iter()
+                .map(|s| RTCIceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        tracing::info!(?udp_addr, "media transport ready");
+        Ok(Self {
+            api,
+            rtc_config,
+            mux,
+            udp_addr,
+        })
+    }
+}
