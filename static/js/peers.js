@@ -34,11 +34,32 @@ class Peer {
     });
   }
 
-  /** A candidate from the server, applied after everything received before it. */
+  /**
+   * A candidate from the server, applied after everything received before it. The server may
+   * trickle a candidate before its answer is out; such candidates wait for the description.
+   */
   addCandidate(candidate) {
-    return this.queue
-      .run(() => (candidate ? this.pc.addIceCandidate(candidate) : this.pc.addIceCandidate()))
-      .catch((err) => this.log(`${this.name}: cannot add candidate: ${err.message}`));
+    return this.queue.run(() => {
+      if (!this.pc.remoteDescription) {
+        this.#pending.push(candidate);
+        return undefined;
+      }
+      return this.#apply(candidate);
+    });
+  }
+
+  /** Call inside a queued step right after setRemoteDescription. */
+  async flushCandidates() {
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const c of pending) await this.#apply(c);
+  }
+
+  #pending = [];
+
+  #apply(candidate) {
+    const step = candidate ? this.pc.addIceCandidate(candidate) : this.pc.addIceCandidate();
+    return step.catch((err) => this.log(`${this.name}: cannot add candidate: ${err.message}`));
   }
 
   close() {
@@ -86,7 +107,10 @@ export class Publisher extends Peer {
   }
 
   applyAnswer(sdp) {
-    return this.queue.run(() => this.pc.setRemoteDescription({ type: 'answer', sdp }));
+    return this.queue.run(async () => {
+      await this.pc.setRemoteDescription({ type: 'answer', sdp });
+      await this.flushCandidates();
+    });
   }
 
   midOf(source) {
@@ -112,6 +136,7 @@ export class Subscriber extends Peer {
   applyOffer({ sdp, tracks }) {
     return this.queue.run(async () => {
       await this.pc.setRemoteDescription({ type: 'offer', sdp });
+      await this.flushCandidates();
       await this.pc.setLocalDescription(await this.pc.createAnswer());
       this.socket.emit('subscribe_answer', { sdp: this.pc.localDescription.sdp });
       this.#sync(Array.isArray(tracks) ? tracks : []);

@@ -9,6 +9,8 @@ const EMPTY_STATE = { audio_muted: false, video_muted: false, screen: false };
 export class RoomView {
   /** @type {Map<string, object>} participant id -> record */
   people = new Map();
+  /** Ids that left; ids are never reused, so this only grows by one per departure. */
+  #gone = new Set();
 
   constructor({ grid, stage, roster, count, onAudioBlocked }) {
     this.grid = grid;
@@ -107,6 +109,7 @@ export class RoomView {
   remove(id) {
     const p = this.people.get(id);
     if (!p) return;
+    if (!p.local) this.#gone.add(id);
     p.tile.remove();
     p.screen.remove();
     p.rosterItem.remove();
@@ -130,6 +133,8 @@ export class RoomView {
 
   /** A remote (or the local) track for one source; null removes it. */
   setTrack(id, source, track) {
+    // A track of someone who left (an offer racing the `left` event) must not bring them back.
+    if (!this.people.has(id) && (!track || this.#gone.has(id))) return;
     const p = this.people.get(id) ?? this.upsert({ id });
     p.tracks[source] = track;
     const stream = track ? new MediaStream([track]) : null;

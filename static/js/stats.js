@@ -123,7 +123,10 @@ export class StatsMonitor {
     if (kbps !== null) parts.push(`${Math.round(kbps)} kb/s`);
     const second = [];
     if (lossPct !== null) second.push(`loss ${lossPct.toFixed(1)}%`);
-    if (typeof rtt === 'number') second.push(`RTT ${Math.round(rtt * 1000)} ms`);
+    if (typeof rtt === 'number') {
+      const ms = rtt * 1000;
+      second.push(`RTT ${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`);
+    }
     return [parts.join(' · '), second.join(' · ')].filter(Boolean).join('\n') || 'no data yet';
   }
 

@@ -79,6 +79,7 @@ test('a chat line from one page appears on the others', async () => {
   await waitFor(() => ada.$$eval('#chat-log li', (lis) => lis.some((li) => li.textContent.includes('Hi Ada!'))), {
     what: "Grace's reply on Ada's page",
   });
+  await ada.screenshot({ path: `${SHOTS}room-3-chat.png` });
 });
 
 test('muting the microphone and stopping the camera show on the others', async () => {

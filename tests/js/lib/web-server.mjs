@@ -8,7 +8,7 @@ export async function startServer({ args = [], env = {} } = {}) {
   if (!bin) throw new Error('set SFU_LITE_BIN to the sfu-lite binary');
   const proc = spawn(bin, ['--listen', '127.0.0.1:0', ...args], {
     // SFU_LITE_* variables are config overrides for the server; the binary's path is not one.
-    env: Object.fromEntries(Object.entries({ ...process.env, ...env }).filter(([k]) => k !== 'SFU_LITE_BIN')),
+    env: Object.fromEntries(Object.entries({ RUST_LOG: 'warn,webrtc=error,webrtc_ice=error,dtls=error,webrtc_dtls=error', ...process.env, ...env }).filter(([k]) => k !== 'SFU_LITE_BIN')),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
