@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::handler::HandlerWithoutStateExt;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,10 +36,7 @@ pub fn router(
     let web = match static_dir {
         // Development: files from disk, re-read on every request.
         Some(dir) => Router::new().fallback_service(ServeDir::new(dir)),
-        // A service, not `fallback(handler)`: axum turns a handler fallback into a route anew
-        // on every request, re-applying the layers below, and the Socket.IO layer would then
-        // start a fresh Engine.IO server per request (polling sessions became "unknown").
-        None => Router::new().fallback_service(embedded.into_service()),
+        None => Router::new().fallback(embedded),
     };
     api.merge(web)
         .layer(CompressionLayer::new())
