@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use rust_embed::RustEmbed;
 use socketioxide::layer::SocketIoLayer;
+use tower::Layer;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -38,7 +39,8 @@ pub fn router(
         Some(dir) => Router::new().fallback_service(ServeDir::new(dir)),
         None => Router::new().fallback(embedded),
     };
-    api.merge(web)
+    let app = api
+        .merge(web)
         .layer(CompressionLayer::new())
         // The page asks for camera and microphone; nothing else may frame or sniff it.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -48,8 +50,12 @@ pub fn router(
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
-        ))
-        .layer(socketio)
+        ));
+    // Socket.IO wraps the whole app as ONE service: `Router::layer` would instantiate the
+    // layer once per route and per HTTP method (a handler fallback is `any(handler)`), giving
+    // GET and POST separate Engine.IO instances, so a polling session opened by GET would be
+    // unknown to the POST that follows.
+    Router::new().fallback_service(socketio.layer(app))
 }
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {

@@ -27,8 +27,11 @@ async fn ready_goes_to_newcomer_and_change_to_the_others() {
 
     // The newcomer gets `ready` only, not its own `change`: the next thing b sees is a's
     // message sent afterwards.
-    a.emit("message", json!({"to": b_id, "type": "text", "content": "marker"}))
-        .await;
+    a.emit(
+        "message",
+        json!({"to": b_id, "type": "text", "content": "marker"}),
+    )
+    .await;
     let m = b.expect("message").await;
     assert_eq!(m[0]["content"], "marker");
     stop(server).await;
@@ -76,9 +79,11 @@ async fn seq_is_the_smallest_free_number_and_unique_among_sixty_clients() {
 #[tokio::test]
 async fn message_reaches_only_its_addressee_with_from_and_time() {
     let server = server().await;
-    let (a, a_id, _) = Client::tutorial(&server).await;
+    let (mut a, a_id, _) = Client::tutorial(&server).await;
     let (mut b, b_id, _) = Client::tutorial(&server).await;
     let (mut c, c_id, _) = Client::tutorial(&server).await;
+    a.expect("change").await;
+    a.expect("change").await;
     b.expect("change").await;
 
     a.emit(
@@ -102,15 +107,20 @@ async fn message_reaches_only_its_addressee_with_from_and_time() {
     }
 
     // c must not have received it: a's later marker to c is the next thing c sees.
-    a.emit("message", json!({"to": c_id, "type": "text", "content": "marker"}))
-        .await;
+    a.emit(
+        "message",
+        json!({"to": c_id, "type": "text", "content": "marker"}),
+    )
+    .await;
     let marker = c.expect("message").await;
     assert_eq!(marker[0]["content"], "marker");
     c.assert_nothing_pending();
     // ... and the sender got nothing back: its acknowledged event is its marker.
-    let mut a = a;
     let ack = a
-        .ack("message", json!({"to": c_id, "type": "text", "content": "m2"}))
+        .ack(
+            "message",
+            json!({"to": c_id, "type": "text", "content": "m2"}),
+        )
         .await;
     assert_eq!(ack, json!({}));
     a.assert_nothing_pending();
@@ -123,12 +133,18 @@ async fn message_to_unknown_socket_is_an_error_to_the_sender_only() {
     let (mut a, _, _) = Client::tutorial(&server).await;
     let (mut b, b_id, _) = Client::tutorial(&server).await;
     a.expect("change").await;
-    a.emit("message", json!({"to": "nobody", "type": "text", "content": "x"}))
-        .await;
+    a.emit(
+        "message",
+        json!({"to": "nobody", "type": "text", "content": "x"}),
+    )
+    .await;
     let err = a.expect_error("unknown_peer").await;
     assert_eq!(err["event"], "message");
-    a.emit("message", json!({"to": b_id, "type": "text", "content": "marker"}))
-        .await;
+    a.emit(
+        "message",
+        json!({"to": b_id, "type": "text", "content": "marker"}),
+    )
+    .await;
     assert_eq!(b.expect("message").await[0]["content"], "marker");
     stop(server).await;
 }
@@ -144,8 +160,11 @@ async fn bye_disconnects_and_the_others_get_change() {
     let change = a.expect("change").await;
     assert_eq!(ids(change[0].as_array().unwrap()), vec![a_id.clone()]);
     // b's id is no longer a valid addressee.
-    a.emit("message", json!({"to": b_id, "type": "text", "content": "x"}))
-        .await;
+    a.emit(
+        "message",
+        json!({"to": b_id, "type": "text", "content": "x"}),
+    )
+    .await;
     a.expect_error("unknown_peer").await;
     stop(server).await;
 }

@@ -89,7 +89,10 @@ impl Client {
     pub async fn connect(server: &RunningServer, ns: &str) -> Client {
         let mut client = Self::try_connect(server, ns).await;
         let (event, payload) = client.next().await;
-        assert_eq!(event, "connect", "expected connect, got {event} {payload:?}");
+        assert_eq!(
+            event, "connect",
+            "expected connect, got {event} {payload:?}"
+        );
         client
     }
 
@@ -175,7 +178,10 @@ impl Client {
 
     /// Emits with these exact arguments (zero, one or several).
     pub async fn emit_args(&self, event: &str, args: Vec<Value>) {
-        self.sio.emit(event, Payload::Text(args)).await.expect("emit");
+        self.sio
+            .emit(event, Payload::Text(args))
+            .await
+            .expect("emit");
     }
 
     /// Emits with an acknowledgement and returns what the server acknowledged with.
@@ -199,7 +205,12 @@ impl Client {
             .await
             .expect("ack within the wait bound")
             .expect("ack");
-        payload_args(payload).into_iter().next().unwrap_or(Value::Null)
+        // rust_socketio hands an ack's data over as the raw JSON argument array.
+        match payload_args(payload).into_iter().next() {
+            Some(Value::Array(args)) => args.into_iter().next().unwrap_or(Value::Null),
+            Some(other) => other,
+            None => Value::Null,
+        }
     }
 
     /// `join` with an ack; panics unless it succeeded. Returns the ack.
