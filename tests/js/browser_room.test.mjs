@@ -56,6 +56,10 @@ test('three pages decode video and audio from the other two', async () => {
     assert.equal(await ada.$eval(`${t} .name`, (n) => n.textContent), name);
   }
   assert.equal(await ada.$eval(`${tile(pages.Ada.id)} .name`, (n) => n.textContent), 'Ada (you)');
+  // The fake microphone beeps: the speaking ring lights up on remote tiles.
+  await waitFor(() => ada.$$eval('#grid .tile:not(.local)', (ts) => ts.some((t) => t.dataset.speaking === 'true')), {
+    what: 'a speaking indicator on a remote tile',
+  });
   await ada.screenshot({ path: `${SHOTS}room-3.png` });
 });
 
