@@ -99,7 +99,15 @@ export class Session extends EventTarget {
     s.on('left', ({ id }) => this.view.remove(id));
     s.on('updated', ({ id, state }) => this.view.setState(id, state));
     s.on('message', (m) => this.dispatchEvent(new CustomEvent('chat', { detail: m })));
-    s.on('error', (e) => this.#problem(e));
+    s.on('error', (e) => {
+      // The server dropped our media (ICE failed on its side, or never connected) and took us
+      // out of the room, or it no longer knows us as a member: start over.
+      if (this.id && (e?.event === 'media' || e?.code === 'not_in_room')) {
+        this.#restart('Media connection lost. Reconnecting…');
+        return;
+      }
+      this.#problem(e);
+    });
     s.on('publish_answer', ({ sdp }) => this.#media(() => this.publisher.applyAnswer(sdp)));
     s.on('subscribe_offer', (offer) => this.#media(() => this.subscriber.applyOffer(offer)));
     s.on('candidate', ({ pc, candidate }) =>
