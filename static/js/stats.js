@@ -53,7 +53,8 @@ export class StatsMonitor {
       this.#remote(s, sub, now, withText);
       this.#local(s, pub, now, withText);
       for (const [id, t] of this.#lastLoud) {
-        this.view.setSpeaking(id, now - t < SPEAKING_HOLD_MS);
+        if (this.view.people.has(id)) this.view.setSpeaking(id, now - t < SPEAKING_HOLD_MS);
+        else this.#lastLoud.delete(id); // left, or our own old id before a rejoin
       }
     } catch {
       // A connection closed mid-read (leave, reconnect): the next tick sees the new one.
