@@ -440,6 +440,12 @@ async fn new_pc(opts: &PeerOptions, subscriber: bool) -> anyhow::Result<RTCPeerC
     if opts.loopback_only {
         loopback_only(&mut settings, false);
     }
+    if subscriber && opts.inbound_loss.is_some() {
+        // The loss interceptor drops packets after SRTP has seen them, so a retransmission
+        // looks like a replay to SRTP. Real network loss happens before SRTP; without replay
+        // protection here the test sees what a lossy network would produce.
+        settings.disable_srtp_replay_protection(true);
+    }
     let api = APIBuilder::new()
         .with_media_engine(media)
         .with_interceptor_registry(registry)

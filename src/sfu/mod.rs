@@ -21,7 +21,6 @@ mod room;
 mod tasks;
 pub mod transport;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,22 +94,25 @@ impl Sfu {
                 .clone()
         };
         let peer = Peer::new(self.shared.clone(), room.clone(), id.to_string(), events).await?;
-        {
-            // Re-insert under the table lock: the room may have been dropped by a leaver while
-            // the PeerConnections were being made.
+        // Re-insert under the table lock: the room may have been dropped by a leaver while the
+        // PeerConnections were being made.
+        let added = {
             let mut rooms = lock(&self.shared.rooms);
             let current = rooms
                 .entry(room.id.clone())
                 .or_insert_with(|| room.clone())
                 .clone();
-            if !Arc::ptr_eq(&current, &room) {
-                drop(rooms);
-                peer.teardown().await;
-                return Err(SfuError::Internal(
-                    "room changed while joining; retry".into(),
-                ));
+            let same = Arc::ptr_eq(&current, &room);
+            if same {
+                room.add(peer.clone());
             }
-            room.add(peer.clone());
+            same
+        };
+        if !added {
+            peer.teardown().await;
+            return Err(SfuError::Internal(
+                "room changed while joining; retry".into(),
+            ));
         }
         tracing::info!(participant = %id, room = %room.id, "participant joined media");
         peer.request_reconcile();
@@ -190,12 +192,4 @@ impl Drop for Participant {
             handle.spawn(async move { peer.teardown().await });
         }
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send + Sync>() {}
-    is_send::<Sfu>();
-    is_send::<Participant>();
-    let _ = HashMap::<(), ()>::new();
 }

@@ -1,0 +1,171 @@
+//! Lifecycle and bad input in the SFU core: nothing outlives its owner over many join/leave
+//! cycles, a participant whose media never connects is removed after the timeout, and bad SDP
+//! or candidates are refused with typed errors while the participant stays usable.
+
+mod media_support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use media_support::*;
+use sfu_lite::config::Config;
+use sfu_lite::sfu::{IceCandidateInit, PcKind, PublishedTrack, SfuError, SfuEvent, Source};
+use tokio::sync::mpsc;
+use webrtc::api::APIBuilder;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gauge_returns_to_zero_after_100_join_leave_cycles() {
+    let (sfu, metrics) = sfu().await;
+    // A member who stays throughout sees every cycle's tracks come and go.
+    let host = join(&sfu, "cycles", "host", publishing(vec![audio(50, 100)])).await;
+    for i in 0..100 {
+        let id = format!("guest{i}");
+        let guest = join(&sfu, "cycles", &id, publishing(vec![audio(50, 100)])).await;
+        guest
+            .wait_until(WAIT, "the host's audio", |p| {
+                packets_from(p, "host", Source::Microphone) > 0
+            })
+            .await
+            .unwrap();
+        guest.leave().await;
+    }
+    host.wait_until(WAIT, "an offer without guests", |p| {
+        p.offers().last().is_some_and(|t| t.is_empty())
+    })
+    .await
+    .unwrap();
+    host.leave().await;
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    assert_eq!(metrics.peer_connections.load(Ordering::Relaxed), 0);
+    sfu.close().await;
+}
+
+/// A real offer from a webrtc-rs peer that will never answer or send candidates.
+async fn silent_offer() -> (webrtc::peer_connection::RTCPeerConnection, String) {
+    let (media, registry) = sfu_lite::sfu::transport::engine_and_interceptors().unwrap();
+    let api = APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build();
+    let pc = api
+        .new_peer_connection(RTCConfiguration::default())
+        .await
+        .unwrap();
+    pc.add_transceiver_from_kind(
+        RTPCodecType::Audio,
+        Some(RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            send_encodings: vec![],
+        }),
+    )
+    .await
+    .unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    let sdp = offer.sdp.clone();
+    (pc, sdp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participant_that_never_connects_media_is_removed_after_timeout() {
+    let mut config = Config::embedded().media;
+    config.connect_timeout_secs = 1;
+    let (sfu, metrics) = sfu_with(config).await;
+    let (events_tx, mut events) = mpsc::channel(64);
+    let participant = sfu.join("silent", "ghost", events_tx).await.unwrap();
+    let (client_pc, offer) = silent_offer().await;
+    participant
+        .publish_offer(offer, vec![])
+        .await
+        .expect("offer answered");
+    let reason = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(e) = events.recv().await {
+            if let SfuEvent::Closed { reason } = e {
+                return reason;
+            }
+        }
+        panic!("event stream ended without Closed");
+    })
+    .await
+    .expect("Closed within 10 s");
+    assert!(reason.contains("did not connect"), "{reason}");
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    // Calls after removal are refused, and leaving again is harmless.
+    assert_eq!(
+        participant.subscribe_answer("v=0".into()).await,
+        Err(SfuError::Gone)
+    );
+    participant.leave().await;
+    let _ = client_pc.close().await;
+    sfu.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sdp_and_bad_candidates_get_typed_errors_and_the_participant_survives() {
+    let (sfu, metrics) = sfu().await;
+    let (events_tx, _events) = mpsc::channel(64);
+    let p = sfu.join("bad", "mallory", events_tx).await.unwrap();
+    assert!(matches!(
+        p.publish_offer("not an sdp".into(), vec![]).await,
+        Err(SfuError::BadSdp(_))
+    ));
+    assert!(matches!(
+        p.publish_offer("v=0\r\n".repeat(100_000), vec![]).await,
+        Err(SfuError::BadSdp(_))
+    ));
+    let too_many = (0..10)
+        .map(|i| PublishedTrack {
+            mid: i.to_string(),
+            source: Source::Camera,
+        })
+        .collect();
+    assert_eq!(
+        p.publish_offer("v=0".into(), too_many).await,
+        Err(SfuError::TooManyTracks(4))
+    );
+    assert_eq!(
+        p.subscribe_answer("v=0".into()).await,
+        Err(SfuError::NoPendingOffer)
+    );
+    let cand = |c: &str| {
+        Some(IceCandidateInit {
+            candidate: c.into(),
+            sdp_mid: None,
+            sdp_mline_index: Some(0),
+            username_fragment: None,
+        })
+    };
+    for bad in [
+        "candidate:garbage",
+        "candidate:1 1 udp 1 999.1.1.1 9 typ host",
+        &format!("candidate:{}", "x".repeat(5000)),
+    ] {
+        assert!(
+            matches!(
+                p.add_candidate(PcKind::Publisher, cand(bad)).await,
+                Err(SfuError::BadCandidate(_))
+            ),
+            "{bad:?} accepted"
+        );
+    }
+    // End-of-candidates markers are fine.
+    p.add_candidate(PcKind::Subscriber, None).await.unwrap();
+    p.add_candidate(PcKind::Subscriber, cand("")).await.unwrap();
+    // After all that, a real offer is still answered.
+    let (client_pc, offer) = silent_offer().await;
+    let answer = p.publish_offer(offer, vec![]).await.expect("answered");
+    assert!(answer.contains("a=fingerprint"));
+    p.add_candidate(
+        PcKind::Publisher,
+        cand("candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"),
+    )
+    .await
+    .unwrap();
+    p.leave().await;
+    let _ = client_pc.close().await;
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}

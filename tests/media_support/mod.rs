@@ -1,0 +1,140 @@
+//! Shared set-up for the media tests: an in-process SFU on loopback, headless peers, and the
+//! checks every test makes (contiguous, byte-identical streams; gauges back to zero).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sfu_lite::client::{HeadlessPeer, MediaSource, PeerOptions, TrackSpec};
+use sfu_lite::config::{Config, MediaConfig};
+use sfu_lite::metrics::Metrics;
+use sfu_lite::sfu::{Sfu, Source};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn media_config() -> MediaConfig {
+    Config::embedded().media
+}
+
+/// An SFU whose media socket is an ephemeral loopback UDP port.
+pub async fn sfu_with(config: MediaConfig) -> (Sfu, Arc<Metrics>) {
+    let metrics = Metrics::new();
+    let sfu = Sfu::new(&config, "127.0.0.1:0".parse().unwrap(), metrics.clone())
+        .await
+        .expect("sfu starts");
+    (sfu, metrics)
+}
+
+pub async fn sfu() -> (Sfu, Arc<Metrics>) {
+    sfu_with(media_config()).await
+}
+
+pub fn video(pps: u32, len: usize) -> TrackSpec {
+    TrackSpec {
+        source: Source::Camera,
+        media: MediaSource::SyntheticVideo {
+            packets_per_second: pps,
+            payload_len: len,
+        },
+    }
+}
+
+pub fn audio(pps: u32, len: usize) -> TrackSpec {
+    TrackSpec {
+        source: Source::Microphone,
+        media: MediaSource::SyntheticAudio {
+            packets_per_second: pps,
+            payload_len: len,
+        },
+    }
+}
+
+pub fn publishing(tracks: Vec<TrackSpec>) -> PeerOptions {
+    PeerOptions {
+        tracks,
+        ..Default::default()
+    }
+}
+
+pub async fn join(sfu: &Sfu, room: &str, id: &str, opts: PeerOptions) -> HeadlessPeer {
+    HeadlessPeer::join_direct(sfu, room, id, opts)
+        .await
+        .expect("peer joins")
+}
+
+/// Packets `receiver` has from `publisher`'s `source`.
+pub fn packets_from(receiver: &HeadlessPeer, publisher: &str, source: Source) -> u64 {
+    receiver
+        .received()
+        .get(&(publisher.to_string(), source))
+        .map(|r| r.packets)
+        .unwrap_or(0)
+}
+
+/// Asserts that what `receiver` got from `publisher`'s `source` is a run of consecutive
+/// sequence numbers whose payloads are byte-identical (by fingerprint) to what was sent.
+/// Returns how many packets were checked.
+pub fn assert_contiguous_and_identical(
+    receiver: &HeadlessPeer,
+    publisher: &HeadlessPeer,
+    source: Source,
+) -> usize {
+    let received = receiver.received();
+    let rec = received
+        .get(&(publisher.id().to_string(), source))
+        .unwrap_or_else(|| panic!("{} got nothing from {}", receiver.id(), publisher.id()));
+    let sent: HashMap<u16, u64> = publisher
+        .published()
+        .iter()
+        .find(|p| p.source == source)
+        .expect("publisher has the source")
+        .log
+        .packets()
+        .into_iter()
+        .map(|p| (p.seq, p.hash))
+        .collect();
+    assert!(!rec.log.is_empty());
+    for pair in rec.log.windows(2) {
+        assert_eq!(
+            pair[1].0,
+            pair[0].0.wrapping_add(1),
+            "{} from {} {:?}: gap or reorder after seq {}",
+            receiver.id(),
+            publisher.id(),
+            source,
+            pair[0].0
+        );
+    }
+    for (seq, hash) in &rec.log {
+        assert_eq!(
+            sent.get(seq),
+            Some(hash),
+            "{} from {} {:?}: payload of seq {seq} differs from what was sent",
+            receiver.id(),
+            publisher.id(),
+            source
+        );
+    }
+    rec.log.len()
+}
+
+/// Waits (bounded) until every gauge the SFU owns is back to zero.
+pub async fn assert_gauges_return_to_zero(metrics: &Metrics, sfu: &Sfu) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let gauges = metrics.gauges();
+        let live: Vec<_> = gauges.iter().filter(|(_, v)| *v != 0).collect();
+        if live.is_empty() && sfu.room_count() == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "gauges not back to zero: {live:?}, rooms {}",
+                sfu.room_count()
+            );
+        }
+        // Teardown of other members' subscriptions runs in their own tasks; poll briefly.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
