@@ -2,7 +2,7 @@
 
 import { test, before, after } from 'node:test';
 import { startServer } from './lib/web-server.mjs';
-import { launchChromium, launchFirefox, newPage, waitForMedia, ownId, roomUrl } from './lib/browser.mjs';
+import { launchChromium, launchFirefox, newPage, waitForMedia, ownId, roomUrl, waitForIdleServer } from './lib/browser.mjs';
 
 let server;
 let chromium;
@@ -30,4 +30,7 @@ test('firefox and chromium in one room decode each other', async () => {
   const crId = await ownId(cr);
   await waitForMedia(cr, [ffId], { timeout: 30_000 });
   await waitForMedia(ff, [crId], { timeout: 30_000 });
+  await ff.close();
+  await cr.close();
+  await waitForIdleServer(server.url);
 });

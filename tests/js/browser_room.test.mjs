@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './lib/web-server.mjs';
-import { launchChromium, newPage, waitFor, waitForMedia, inbound, ownId, roomUrl } from './lib/browser.mjs';
+import { launchChromium, newPage, waitFor, waitForMedia, inbound, ownId, roomUrl, gauges, waitForIdleServer } from './lib/browser.mjs';
 
 const SHOTS = fileURLToPath(new URL('../../target/screenshots/', import.meta.url));
 const ROOM = 'e2e-room';
@@ -172,4 +172,15 @@ test('a leaving page disappears from the others within 2 s', async () => {
   await gone(barbara.id);
   const left = await pages.Ada.page.$$eval('#grid .tile', (ts) => ts.length);
   assert.equal(left, 2);
+});
+
+test('the server releases everything once the last pages close', async () => {
+  const during = await gauges(server.url);
+  assert.equal(during.participants, 2);
+  assert.equal(during.peer_connections, 4, 'two PeerConnections per participant');
+  for (const name of Object.keys(pages)) {
+    await pages[name].page.context().close();
+    delete pages[name];
+  }
+  await waitForIdleServer(server.url);
 });

@@ -173,3 +173,20 @@ export function roomUrl(base, room, name, extra = {}) {
   const q = new URLSearchParams({ room, name, autojoin: '1', lowres: '1', ...extra });
   return `${base}/?${q}`;
 }
+
+/** The server's gauges from /metrics: {sockets, rooms, participants, peer_connections, ...}. */
+export async function gauges(baseUrl) {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const names = new Set([...text.matchAll(/^# TYPE sfu_(\w+) gauge$/gm)].map((m) => m[1]));
+  const out = {};
+  for (const m of text.matchAll(/^sfu_(\w+) (-?\d+)$/gm)) if (names.has(m[1])) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+/** Waits until every gauge of the server is back to zero (all pages gone). */
+export function waitForIdleServer(baseUrl, timeout = 15_000) {
+  return waitFor(async () => {
+    const g = await gauges(baseUrl);
+    return Object.keys(g).length > 0 && Object.values(g).every((v) => v === 0) && g;
+  }, { timeout, what: 'every server gauge back to zero' });
+}
