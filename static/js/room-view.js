@@ -204,7 +204,7 @@ export class RoomView {
 
   #updateCount() {
     const n = this.people.size;
-    this.count.textContent = `${n} ${n === 1 ? 'person' : 'people'}`;
+    this.count.textContent = n <= 1 ? 'Only you so far: invite others' : `${n} people`;
   }
 
   /** Picks the column count that makes 16:9 tiles largest in the grid's box. */

@@ -92,8 +92,11 @@ export class Session extends EventTarget {
       // After a server-side disconnect socket.io does not retry by itself.
       if (reason === 'io server disconnect') this.#retryLater();
     });
-    s.on('connect_error', () => {
-      if (!this.#left) this.#status('reconnecting', 'Cannot reach the server. Retrying…');
+    s.on('connect_error', (err) => {
+      if (this.#left) return;
+      this.#status('reconnecting', `Cannot reach the server (${err.message}). Retrying…`);
+      // A refusal by the server (e.g. too many connections) is not retried by socket.io itself.
+      if (!s.active) this.#retryLater();
     });
     s.on('joined', (m) => this.view.upsert(m));
     s.on('left', ({ id }) => this.view.remove(id));
