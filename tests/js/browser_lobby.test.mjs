@@ -54,4 +54,27 @@ test('a page whose connection drops rejoins and gets media back', async () => {
   await waitForMedia(b, [aId2]);
   await waitFor(() => b.$$eval(`#grid .tile[data-id="${aId}"]`, (t) => t.length === 0), { what: "Ann's old tile gone on Bob's page" });
   await waitFor(() => a.$eval('#banner', (el) => el.hidden), { what: 'banner cleared' });
+  await a.context().close();
+  await b.context().close();
+});
+
+test('pages rejoin by themselves after the server restarts', async () => {
+  const a = await newPage(browser);
+  await a.goto(roomUrl(server.url, 'restart', 'Ann'));
+  const b = await newPage(browser);
+  await b.goto(roomUrl(server.url, 'restart', 'Bob'));
+  const [aId, bId] = [await ownId(a), await ownId(b)];
+  await waitForMedia(a, [bId]);
+  // Same port, new process: every socket and every PeerConnection is gone at once.
+  const port = server.port;
+  await server.stop();
+  await waitFor(() => a.$eval('#meeting', (m) => m.dataset.state === 'reconnecting'), { what: 'reconnecting state' });
+  server = await startServer({ args: ['--listen', `127.0.0.1:${port}`] });
+  const newId = (page, old) => waitFor(async () => {
+    const id = await page.evaluate(() => window.sfuLite.id);
+    return id && id !== old && id;
+  }, { timeout: 30_000, what: 'a new id after the restart' });
+  const [aId2, bId2] = [await newId(a, aId), await newId(b, bId)];
+  await waitForMedia(a, [bId2], { timeout: 30_000 });
+  await waitForMedia(b, [aId2], { timeout: 30_000 });
 });

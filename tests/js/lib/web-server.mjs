@@ -6,7 +6,8 @@ import { once } from 'node:events';
 export async function startServer({ args = [], env = {} } = {}) {
   const bin = process.env.SFU_LITE_BIN;
   if (!bin) throw new Error('set SFU_LITE_BIN to the sfu-lite binary');
-  const proc = spawn(bin, ['--listen', '127.0.0.1:0', ...args], {
+  const listen = args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
+  const proc = spawn(bin, [...listen, ...args], {
     // SFU_LITE_* variables are config overrides for the server; the binary's path is not one.
     env: Object.fromEntries(Object.entries({ RUST_LOG: 'warn,webrtc=error,webrtc_ice=error,dtls=error,webrtc_dtls=error', ...process.env, ...env }).filter(([k]) => k !== 'SFU_LITE_BIN')),
     stdio: ['ignore', 'pipe', 'inherit'],
