@@ -31,7 +31,7 @@ fi
 
 log "build"
 cargo build --tests --bins
-BIN="$ROOT/target/debug/sfu-lite"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/sfu-lite"
 export SFU_LITE_BIN="$BIN"
 
 # Loopback-only namespace: nothing but 127.0.0.1/::1 is reachable inside.
