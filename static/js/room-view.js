@@ -213,13 +213,14 @@ export class RoomView {
     if (n === 0) return;
     const { width, height } = this.grid.getBoundingClientRect();
     if (!width || !height) return;
+    const gap = 12; // as in app.css
     let best = { cols: 1, size: 0 };
     for (let cols = 1; cols <= n; cols++) {
       const rows = Math.ceil(n / cols);
-      const w = Math.min(width / cols, ((height / rows) * 16) / 9);
+      const w = Math.min((width - gap * (cols - 1)) / cols, (((height - gap * (rows - 1)) / rows) * 16) / 9);
       if (w > best.size) best = { cols, size: w };
     }
     this.grid.style.setProperty('--cols', best.cols);
-    this.grid.style.setProperty('--tile-w', `${Math.floor(best.size) - 12}px`);
+    this.grid.style.setProperty('--tile-w', `${Math.max(Math.floor(best.size) - 1, 80)}px`);
   }
 }
