@@ -80,8 +80,8 @@ async function fillDevices() {
     select.append(new Option(`No ${noun}`, 'none'));
     select.value = [...select.options].some((o) => o.value === keep) ? keep : '';
   };
-  fill($('camera-select'), video, 'camera', media.videoDevice);
-  fill($('mic-select'), audio, 'microphone', media.audioDevice);
+  for (const id of ['camera-select', 'camera-select-2']) fill($(id), video, 'camera', media.videoDevice);
+  for (const id of ['mic-select', 'mic-select-2']) fill($(id), audio, 'microphone', media.audioDevice);
 }
 
 function lobbyError(text) {
@@ -101,10 +101,14 @@ $('pre-mic').addEventListener('click', async () => {
   }
 });
 $('pre-cam').addEventListener('click', async () => lobbyError(await media.setVideoOn(!media.video)));
-for (const [id, kind] of [['camera-select', 'video'], ['mic-select', 'audio']]) {
+const SELECTS = [['camera-select', 'video'], ['mic-select', 'audio'], ['camera-select-2', 'video'], ['mic-select-2', 'audio']];
+for (const [id, kind] of SELECTS) {
   $(id).addEventListener('change', async (e) => {
     const v = e.target.value;
-    lobbyError(await media.chooseDevice(kind, v === 'none' ? null : v));
+    const err = await media.chooseDevice(kind, v === 'none' ? null : v);
+    if ($('meeting').hidden) lobbyError(err);
+    else if (err) toast(err);
+    await fillDevices().catch(() => {});
   });
 }
 
@@ -207,6 +211,10 @@ $('btn-screen').addEventListener('click', async () => {
     const err = await media.startScreen();
     if (err) toast(err);
   }
+});
+$('btn-settings').addEventListener('click', async () => {
+  await fillDevices().catch(() => {});
+  $('settings').showModal();
 });
 $('btn-stats').addEventListener('click', () => {
   const on = !view.statsVisible;

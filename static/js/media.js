@@ -91,19 +91,35 @@ export class LocalMedia extends EventTarget {
     return this.open({ audio: false, video: true });
   }
 
+  /**
+   * Switches to another device (null: none). The new device opens before the old one stops,
+   * so the others see no gap; if it cannot open, the old one stays.
+   */
   async chooseDevice(kind, deviceId) {
-    if (kind === 'audio') {
-      this.audioDevice = deviceId;
-      this.audio?.stop();
-      this.audio = null;
+    const field = kind === 'audio' ? 'audio' : 'video';
+    const before = kind === 'audio' ? this.audioDevice : this.videoDevice;
+    if (kind === 'audio') this.audioDevice = deviceId;
+    else this.videoDevice = deviceId;
+    if (deviceId === null) {
+      this[field]?.stop();
+      this[field] = null;
       this.#changed();
-      return deviceId === null ? null : this.open({ audio: true, video: false });
+      return null;
     }
-    this.videoDevice = deviceId;
-    this.video?.stop();
-    this.video = null;
-    this.#changed();
-    return deviceId === null ? null : this.open({ audio: false, video: true });
+    // A camera switched off stays off (only the choice is remembered); picking a camera after
+    // "No camera" turns it on.
+    if (kind === 'video' && !this.video && before !== null) return null;
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia(
+        kind === 'audio'
+          ? { audio: audioConstraints(deviceId) }
+          : { video: videoConstraints(this.lowres, deviceId) },
+      );
+      this.#adopt(stream.getTracks()[0]);
+      return null;
+    } catch (err) {
+      return describeMediaError(err);
+    }
   }
 
   async devices() {

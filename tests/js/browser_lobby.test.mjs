@@ -35,6 +35,31 @@ test('a shared link prefills the room and the keyboard alone joins', async () =>
   await page.context().close();
 });
 
+test('switching the camera mid-meeting keeps the picture flowing to the others', async () => {
+  const a = await newPage(browser);
+  await a.goto(roomUrl(server.url, 'switch', 'Ann'));
+  const b = await newPage(browser);
+  await b.goto(roomUrl(server.url, 'switch', 'Bob'));
+  const aId = await ownId(a);
+  await ownId(b);
+  await waitForMedia(b, [aId]);
+  const before = await a.evaluate(() => window.sfuLite.media.video.id);
+  await a.click('#btn-settings');
+  const cameras = await a.$$eval('#camera-select-2 option', (os) => os.map((o) => o.value).filter((v) => v && v !== 'none'));
+  assert.ok(cameras.length >= 1, 'the cameras are listed by name');
+  // From "Default camera" to a named one: a new capture replaces the old on the sender.
+  await a.selectOption('#camera-select-2', cameras[cameras.length - 1]);
+  await waitFor(() => a.evaluate((old) => {
+    const { media, publisher } = window.sfuLite;
+    return media.video && media.video.id !== old && publisher.transceivers.get('camera').sender.track === media.video;
+  }, before), { what: 'the new camera on the sender' });
+  await a.keyboard.press('Escape');
+  await waitForMedia(b, [aId]);
+  assert.equal(await b.$eval(`#grid .tile[data-id="${aId}"]`, (t) => t.dataset.videoMuted), 'false');
+  await a.context().close();
+  await b.context().close();
+});
+
 test('a page whose connection drops rejoins and gets media back', async () => {
   const a = await newPage(browser);
   await a.goto(roomUrl(server.url, 'flaky', 'Ann'));
