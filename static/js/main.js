@@ -199,6 +199,9 @@ function renderControls() {
 
 function toolState(button, pressed, iconName, label) {
   button.setAttribute('aria-pressed', String(pressed));
+  // The accessible name stays fixed (aria-label) and aria-pressed says the state; the visible
+  // word follows the action, as people expect.
+  button.title = label;
   button.querySelector('use').setAttribute('href', `#i-${iconName}`);
   button.querySelector('span').textContent = label;
 }
