@@ -103,3 +103,24 @@ test('pages rejoin by themselves after the server restarts', async () => {
   await waitForMedia(a, [bId2], { timeout: 30_000 });
   await waitForMedia(b, [aId2], { timeout: 30_000 });
 });
+
+test('a refused join says why and offers to try again', async () => {
+  const small = await startServer({ env: { SFU_LITE_SIGNALING_MAX_MEMBERS_PER_ROOM: '1' } });
+  try {
+    const a = await newPage(browser);
+    await a.goto(roomUrl(small.url, 'tiny', 'First'));
+    await ownId(a);
+    const b = await newPage(browser);
+    await b.goto(roomUrl(small.url, 'tiny', 'Second'));
+    await waitFor(() => b.$eval('#goodbye', (g) => !g.hidden), { what: 'the refusal screen' });
+    assert.equal(await b.textContent('#goodbye-title'), 'Could not join');
+    assert.match(await b.textContent('#goodbye-text'), /tiny/);
+    assert.equal(await b.evaluate(() => document.activeElement?.id), 'rejoin');
+    // The one who got in is undisturbed.
+    assert.equal(await a.$$eval('#grid .tile', (t) => t.length), 1);
+    await a.context().close();
+    await b.context().close();
+  } finally {
+    await small.stop();
+  }
+});
