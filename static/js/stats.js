@@ -73,13 +73,21 @@ export class StatsMonitor {
       if (r.kind === 'audio') {
         if ((r.audioLevel ?? 0) > SPEAKING_LEVEL) this.#lastLoud.set(info.participant, now);
         else if (!this.#lastLoud.has(info.participant)) this.#lastLoud.set(info.participant, 0);
+        if (withText) {
+          const entry = text.get(info.participant) ?? {};
+          entry.audio = this.#describe(r, null, r.packetsReceived, r.packetsLost).replace('\n', ' · ');
+          text.set(info.participant, entry);
+        }
       } else if (withText) {
         const entry = text.get(info.participant) ?? {};
         entry[info.source] = this.#describe(r, rtt, r.packetsReceived, r.packetsLost);
         text.set(info.participant, entry);
       }
     }
-    for (const [id, entry] of text) this.view.setStats(id, entry);
+    for (const [id, entry] of text) {
+      const camera = [entry.camera, entry.audio && `audio ${entry.audio}`].filter(Boolean).join('\n');
+      this.view.setStats(id, { camera, screen: entry.screen });
+    }
   }
 
   #local(s, report, now, withText) {
@@ -93,6 +101,9 @@ export class StatsMonitor {
       if (r.type === 'media-source' && r.kind === 'audio' && typeof r.audioLevel === 'number') {
         level = r.audioLevel;
       }
+      if (withText && r.type === 'outbound-rtp' && r.kind === 'audio') {
+        entry.audio = this.#describe(r, null, null, null).split('\n')[0];
+      }
       if (withText && r.type === 'outbound-rtp' && r.kind === 'video') {
         const source = r.mid === s.publisher.midOf('screen') ? 'screen' : 'camera';
         const ri = remoteIn.get(r.id);
@@ -103,7 +114,10 @@ export class StatsMonitor {
     if (level === null) level = this.#analyserLevel(s.media?.audio);
     if (s.media?.audio && !s.media.audioMuted && level > SPEAKING_LEVEL) this.#lastLoud.set(id, now);
     else if (!this.#lastLoud.has(id)) this.#lastLoud.set(id, 0);
-    if (withText) this.view.setStats(id, entry);
+    if (withText) {
+      const camera = [entry.camera, entry.audio && `audio ${entry.audio}`].filter(Boolean).join('\n');
+      this.view.setStats(id, { camera, screen: entry.screen });
+    }
   }
 
   /** One stream's line: resolution, frame rate, bitrate, loss, round-trip time. */
