@@ -136,7 +136,7 @@ test('a shared screen reaches the others and shows large', async () => {
   await waitFor(() => pages.Ada.page.$$eval('#stage .screen', (s) => s.length === 0), { what: 'stage emptied after stop' });
 });
 
-test('a fourth page joining late shows the others within 3 s', async () => {
+test('a fourth page joining late shows the others within 3 s', async (t) => {
   const page = await newPage(browser, { width: 480, height: 360 });
   await page.goto(roomUrl(server.url, ROOM, 'Barbara'));
   const id = await ownId(page);
@@ -148,6 +148,7 @@ test('a fourth page joining late shows the others within 3 s', async () => {
     return others.every((o) => s[`${o}/camera`]?.framesDecoded > 0);
   }, { timeout: 3000, what: 'first decoded frames from all three' });
   const elapsed = Date.now() - start;
+  t.diagnostic(`first frames from all three ${elapsed} ms after the join acknowledgement`);
   await waitFor(() => page.$$eval('#grid .tile.has-video video', (vs) => vs.filter((v) => v.videoWidth > 0).length >= 4), {
     timeout: Math.max(3000 - elapsed, 500),
     what: 'four video tiles showing pictures',
@@ -156,13 +157,15 @@ test('a fourth page joining late shows the others within 3 s', async () => {
   for (const name of ['Ada', 'Grace', 'Linus']) await waitForMedia(pages[name].page, [id]);
 });
 
-test('a leaving page disappears from the others within 2 s', async () => {
+test('a leaving page disappears from the others within 2 s', async (t) => {
   const grace = pages.Grace;
+  const clicked = Date.now();
   await grace.page.click('#btn-leave');
   await waitFor(() => grace.page.$eval('#goodbye', (g) => !g.hidden), { what: 'goodbye screen' });
   const gone = (id) => Promise.all(['Ada', 'Linus', 'Barbara'].filter((n) => pages[n]).map((n) =>
     waitFor(() => pages[n].page.$$eval(tile(id), (t) => t.length === 0), { timeout: 2000, what: `tile ${id} gone on ${n}'s page` })));
   await gone(grace.id);
+  t.diagnostic(`tile gone everywhere ${Date.now() - clicked} ms after the click on Leave`);
   delete pages.Grace;
 
   // Closing the tab counts as leaving too.
