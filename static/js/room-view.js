@@ -55,6 +55,7 @@ export class RoomView {
     const micOff = el('span', { class: 'badge mic-off', title: 'Microphone muted' }, icon('mic-off'));
     const camOff = el('span', { class: 'badge cam-off', title: 'Camera off' }, icon('cam-off'));
     const stats = el('pre', { class: 'stats', hidden: true });
+    const pin = el('button', { type: 'button', class: 'pin', 'aria-pressed': 'false', title: 'Show large', onclick: () => this.togglePin(this.#idOf(tile)) }, icon('pin'));
     const tile = el(
       'figure',
       { class: `tile${local ? ' local' : ''}`, role: 'group', dataset: { id } },
@@ -62,8 +63,10 @@ export class RoomView {
       avatar,
       el('figcaption', {}, micOff, camOff, nameEl),
       stats,
+      pin,
       local ? null : audio,
     );
+    tile.addEventListener('dblclick', () => this.togglePin(this.#idOf(tile)));
     const screenVideo = el('video', { autoplay: true, playsinline: true, muted: true, dataset: { source: 'screen' } });
     screenVideo.muted = true;
     const screenLabel = el('span', { class: 'label' });
@@ -89,10 +92,43 @@ export class RoomView {
     const p = {
       id, local, name: undefined, state: { ...EMPTY_STATE }, tracks: {},
       tile, video, audio, avatar, nameEl, stats, screen, screenVideo, screenLabel, screenStats,
-      rosterItem, rosterName,
+      rosterItem, rosterName, pin,
     };
     this.#render(p);
     return p;
+  }
+
+  /** The tile's current id (it changes when the local participant rejoins). */
+  #idOf(tile) {
+    return tile.dataset.id;
+  }
+
+  /** Shows one person's tile large on the stage, or puts it back in the grid. */
+  togglePin(id) {
+    const previous = this.pinned ? this.people.get(this.pinned) : null;
+    if (previous) {
+      if (previous.local) this.grid.prepend(previous.tile);
+      else this.grid.append(previous.tile);
+      previous.tile.classList.remove('pinned');
+      previous.pin.setAttribute('aria-pressed', 'false');
+      previous.pin.title = 'Show large';
+    }
+    const next = this.pinned === id ? null : this.people.get(id);
+    this.pinned = next ? id : null;
+    if (next) {
+      this.stage.prepend(next.tile);
+      next.tile.classList.add('pinned');
+      next.pin.setAttribute('aria-pressed', 'true');
+      next.pin.title = 'Back to the grid';
+    }
+    this.#refreshStage();
+  }
+
+  #refreshStage() {
+    this.stage.hidden = this.stage.childElementCount === 0;
+    this.grid.closest('.room-body')?.classList.toggle('has-stage', !this.stage.hidden);
+    this.stage.dataset.count = String(this.stage.childElementCount);
+    this.#layout();
   }
 
   /** The local participant gets a new id on every (re)join; its tile stays. */
@@ -104,19 +140,21 @@ export class RoomView {
     p.id = newId;
     for (const node of [p.tile, p.screen, p.rosterItem]) node.dataset.id = newId;
     this.people.set(newId, p);
+    if (this.pinned === oldId) this.pinned = newId;
   }
 
   remove(id) {
     const p = this.people.get(id);
     if (!p) return;
     if (!p.local) this.#gone.add(id);
+    if (this.pinned === id) this.pinned = null;
     p.tile.remove();
     p.screen.remove();
     p.rosterItem.remove();
     p.video.srcObject = p.audio.srcObject = p.screenVideo.srcObject = null;
     this.people.delete(id);
     this.#updateCount();
-    this.#layout();
+    this.#refreshStage();
   }
 
   /** Drops every remote participant (the session lost the room and will rejoin). */
@@ -196,10 +234,7 @@ export class RoomView {
     p.rosterItem.dataset.screen = String(Boolean(screen));
     if (showScreen && !p.screen.isConnected) this.stage.append(p.screen);
     if (!showScreen && p.screen.isConnected) p.screen.remove();
-    this.stage.hidden = this.stage.childElementCount === 0;
-    this.grid.closest('.room-body')?.classList.toggle('has-stage', !this.stage.hidden);
-    this.stage.dataset.count = String(this.stage.childElementCount);
-    this.#layout();
+    this.#refreshStage();
   }
 
   #updateCount() {

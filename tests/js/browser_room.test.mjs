@@ -136,6 +136,19 @@ test('a shared screen reaches the others and shows large', async () => {
   await waitFor(() => pages.Ada.page.$$eval('#stage .screen', (s) => s.length === 0), { what: 'stage emptied after stop' });
 });
 
+test('a pinned person shows large on the stage and goes back', async () => {
+  const ada = pages.Ada.page;
+  const linus = pages.Linus.id;
+  await ada.hover(tile(linus));
+  await ada.click(`${tile(linus)} .pin`);
+  await waitFor(() => ada.$eval(`#stage .tile[data-id="${linus}"] video`, (v) => v.videoWidth > 0 && v.clientWidth > 400), {
+    what: "Linus's tile large on the stage",
+  });
+  await ada.click(`#stage .tile[data-id="${linus}"] .pin`);
+  await waitFor(() => ada.$$eval(`#grid .tile[data-id="${linus}"]`, (t) => t.length === 1), { what: 'tile back in the grid' });
+  assert.equal(await ada.$eval('#stage', (s) => s.hidden), true);
+});
+
 test('a fourth page joining late shows the others within 3 s', async (t) => {
   const page = await newPage(browser, { width: 480, height: 360 });
   await page.goto(roomUrl(server.url, ROOM, 'Barbara'));
