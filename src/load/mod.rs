@@ -3,11 +3,9 @@
 //!
 //! - [`args`]: the command line and its checks (loopback-only unless `--allow-remote`).
 //! - [`stats`]: pure measurement state (send logs, loss/jitter per stream, percentiles).
-//! - [`procstat`]: CPU and RSS from `/proc`.
 //! - [`report`]: the summary (`--json`) and its table; [`plot`]: the SVG.
 
 pub mod args;
 pub mod plot;
-pub mod procstat;
 pub mod report;
 pub mod stats;
