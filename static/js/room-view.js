@@ -197,8 +197,10 @@ export class RoomView {
     for (const p of this.people.values()) if (p.audio.srcObject && p.audio.paused) this.#play(p.audio);
   }
 
-  setSpeaking(id, speaking) {
+  setSpeaking(id, loud) {
     const p = this.people.get(id);
+    // Muted means not speaking, whatever the last level said.
+    const speaking = loud && !p?.state.audio_muted;
     if (!p || p.speaking === speaking) return;
     p.speaking = speaking;
     p.tile.classList.toggle('speaking', speaking);

@@ -105,6 +105,10 @@ test('muting the microphone and stopping the camera show on the others', async (
   await waitFor(() => pages.Ada.page.$eval(`#people-list li[data-id="${grace.id}"]`, (li) => li.dataset.audioMuted === 'true'), {
     what: 'Grace muted in the participant list',
   });
+  await pages.Ada.page.screenshot({ path: `${SHOTS}room-3-people.png` });
+  // The picture in the README: one camera off, chat open.
+  await pages.Ada.page.click('#tab-chat');
+  await pages.Ada.page.screenshot({ path: `${SHOTS}room-3-muted-chat.png` });
   await pages.Ada.page.click('#btn-stats');
   await waitFor(() => pages.Ada.page.$eval(`${tile(pages.Linus.id)} .stats`, (s) => /fps/.test(s.textContent) && /kb\/s/.test(s.textContent)), {
     what: 'statistics on Linus tile',
