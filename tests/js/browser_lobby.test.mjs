@@ -35,6 +35,27 @@ test('a shared link prefills the room and the keyboard alone joins', async () =>
   await page.context().close();
 });
 
+test('joining with camera and microphone off, then turning them on, reaches the others', async () => {
+  const a = await newPage(browser);
+  await a.goto(roomUrl(server.url, 'later', 'Shy', { cam: '0', mic: '0' }));
+  const aId = await ownId(a);
+  const b = await newPage(browser);
+  await b.goto(roomUrl(server.url, 'later', 'Watcher'));
+  await ownId(b);
+  const t = `#grid .tile[data-id="${aId}"]`;
+  await waitFor(() => b.$eval(t, (el) => el.dataset.audioMuted === 'true' && el.dataset.videoMuted === 'true'), {
+    what: 'Shy shown muted with camera off',
+  });
+  await a.click('#btn-cam');
+  await a.click('#btn-mic');
+  await waitForMedia(b, [aId]);
+  await waitFor(() => b.$eval(t, (el) => el.classList.contains('has-video') && el.dataset.audioMuted === 'false'), {
+    what: 'Shy shown with video and sound',
+  });
+  await a.context().close();
+  await b.context().close();
+});
+
 test('switching the camera mid-meeting keeps the picture flowing to the others', async () => {
   const a = await newPage(browser);
   await a.goto(roomUrl(server.url, 'switch', 'Ann'));
