@@ -1,7 +1,7 @@
 // A Firefox ESR page and a Chromium page in one room decode each other's camera and microphone.
 
 import { test, before, after } from 'node:test';
-import { startServer } from './lib/web-server.mjs';
+import { startServer } from './lib/server.mjs';
 import { launchChromium, launchFirefox, newPage, waitForMedia, ownId, roomUrl, waitForIdleServer } from './lib/browser.mjs';
 
 let server;

@@ -3,7 +3,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './lib/web-server.mjs';
+import { startServer } from './lib/server.mjs';
 import { launchChromium, newPage, waitFor, waitForMedia, ownId, roomUrl } from './lib/browser.mjs';
 
 let server;
@@ -21,7 +21,7 @@ after(async () => {
 
 test('a shared link prefills the room and the keyboard alone joins', async () => {
   const page = await newPage(browser);
-  await page.goto(`${server.url}/?room=weekly-sync&lowres=1`);
+  await page.goto(new URL('/?room=weekly-sync&lowres=1', server.url).href);
   assert.equal(await page.inputValue('#room'), 'weekly-sync');
   await waitFor(() => page.$eval('#preview', (v) => v.videoWidth > 0), { what: 'camera preview' });
   await page.focus('#name');

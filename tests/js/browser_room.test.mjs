@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { startServer } from './lib/web-server.mjs';
+import { startServer } from './lib/server.mjs';
 import { launchChromium, newPage, waitFor, waitForMedia, inbound, ownId, roomUrl, gauges, waitForIdleServer } from './lib/browser.mjs';
 
 const SHOTS = fileURLToPath(new URL('../../target/screenshots/', import.meta.url));

@@ -4,7 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './lib/web-server.mjs';
+import { startServer } from './lib/server.mjs';
 import { launchChromium, newPage, waitFor } from './lib/browser.mjs';
 
 let server;
@@ -28,8 +28,8 @@ test('two tutorial pages see each other and exchange a message', async () => {
   const a = await newPage(browser);
   const b = await newPage(browser);
   for (const [page, name] of [[a, '甲'], [b, '乙']]) {
-    await page.goto(`${server.url}/tutorial.html`);
-    assert.equal(await page.inputValue('#sserver'), server.url.replace(/^http/, 'ws'));
+    await page.goto(new URL('/tutorial.html', server.url).href);
+    assert.equal(await page.inputValue('#sserver'), new URL(server.url).origin.replace(/^http/, 'ws'));
     await page.fill('#sname', name);
     await page.click('#btnConn');
     await waitFor(() => ownSocketId(page), { what: `${name} connected (ready)` });

@@ -171,12 +171,12 @@ export async function waitForMedia(page, ids, { source = 'camera', audio = true,
 /** URL of the meeting page for one participant, small and cheap. */
 export function roomUrl(base, room, name, extra = {}) {
   const q = new URLSearchParams({ room, name, autojoin: '1', lowres: '1', ...extra });
-  return `${base}/?${q}`;
+  return new URL(`/?${q}`, base).href;
 }
 
 /** The server's gauges from /metrics: {sockets, rooms, participants, peer_connections, ...}. */
 export async function gauges(baseUrl) {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const text = await (await fetch(new URL('/metrics', baseUrl))).text();
   const names = new Set([...text.matchAll(/^# TYPE sfu_(\w+) gauge$/gm)].map((m) => m[1]));
   const out = {};
   for (const m of text.matchAll(/^sfu_(\w+) (-?\d+)$/gm)) if (names.has(m[1])) out[m[1]] = Number(m[2]);
