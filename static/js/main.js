@@ -122,7 +122,7 @@ function join() {
   const name = nameInput.value.trim();
   const room = roomInput.value.trim();
   if (!name) return lobbyError('Please enter your name.') || nameInput.focus();
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(room)) {
+  if (!/^[A-Za-z0-9._-]+$/.test(room)) {
     return lobbyError('Room names use letters, digits, dot, dash and underscore.') || roomInput.focus();
   }
   lobbyError(null);
