@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::Payload;
+use rust_socketio::{Event, Payload, TransportType};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -139,9 +139,24 @@ impl Link {
                 .boxed()
             }
         };
+        // Emits before the namespace is connected are lost: wait for `connect` first.
+        let (connected_tx, connected_rx) = oneshot::channel();
+        let connected_tx = Mutex::new(Some(connected_tx));
         let client = ClientBuilder::new(url)
             .namespace("/rooms")
+            // Straight to WebSocket: long-polling adds a round of latency to every candidate.
+            .transport_type(TransportType::Websocket)
             .reconnect(false)
+            .on(Event::Connect, move |_p: Payload, _c: Client| {
+                if let Some(tx) = connected_tx
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                {
+                    let _ = tx.send(());
+                }
+                async {}.boxed()
+            })
             .on(
                 "publish_answer",
                 on(tx.clone(), |v| {
@@ -186,6 +201,10 @@ impl Link {
             )
             .connect()
             .await?;
+        tokio::time::timeout(Duration::from_secs(10), connected_rx)
+            .await
+            .map_err(|_| anyhow::anyhow!("namespace /rooms not connected within 10 s"))?
+            .map_err(|_| anyhow::anyhow!("connection closed before /rooms connected"))?;
         let (ack_tx, ack_rx) = oneshot::channel();
         let ack_tx = Mutex::new(Some(ack_tx));
         client
@@ -195,7 +214,12 @@ impl Link {
                 Duration::from_secs(10),
                 move |payload: Payload, _c: Client| {
                     if let Some(tx) = ack_tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                        let _ = tx.send(first_value(payload));
+                        // Acks arrive as the raw JSON argument array.
+                        let value = match first_value(payload) {
+                            Some(Value::Array(args)) => args.into_iter().next(),
+                            other => other,
+                        };
+                        let _ = tx.send(value);
                     }
                     async {}.boxed()
                 },
