@@ -109,9 +109,11 @@ async fn leaver_tracks_disappear_from_every_subscriber() {
         publishing(vec![video(50, 500), audio(50, 100)]),
     )
     .await;
-    for p in [&a, &b] {
-        p.wait_until(WAIT, "c's tracks", |p| {
-            packets_from(p, "c", Source::Camera) > 0 && packets_from(p, "c", Source::Microphone) > 0
+    for (p, other) in [(&a, "b"), (&b, "a")] {
+        p.wait_until(WAIT, "c's tracks and the other's", |p| {
+            packets_from(p, "c", Source::Camera) > 0
+                && packets_from(p, "c", Source::Microphone) > 0
+                && packets_from(p, other, Source::Microphone) > 0
         })
         .await
         .unwrap();

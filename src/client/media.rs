@@ -20,6 +20,8 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
 use super::codec::{payload_hash, synthetic_vp8};
+use super::SentHook;
+use crate::sfu::Source;
 
 /// Where a published track's packets come from.
 #[derive(Debug, Clone)]
@@ -65,12 +67,14 @@ fn fixture(name: &str) -> PathBuf {
 
 /// What one published track sent: every packet's sequence number and payload fingerprint (when
 /// recording), and totals.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SentLog {
     pub packets: AtomicU64,
     pub keyframes: AtomicU64,
     pub keyframe_requests: AtomicU64,
     record: bool,
+    source: Option<Source>,
+    on_sent: Option<SentHook>,
     log: Mutex<Vec<SentPacket>>,
 }
 
@@ -82,9 +86,11 @@ pub struct SentPacket {
 }
 
 impl SentLog {
-    pub fn new(record: bool) -> Self {
+    pub fn new(record: bool, source: Source, on_sent: Option<SentHook>) -> Self {
         Self {
             record,
+            source: Some(source),
+            on_sent,
             ..Default::default()
         }
     }
@@ -95,6 +101,9 @@ impl SentLog {
 
     fn sent(&self, pkt: &Packet, keyframe: bool) {
         self.packets.fetch_add(1, Ordering::Relaxed);
+        if let (Some(hook), Some(source)) = (&self.on_sent, self.source) {
+            hook(source, pkt.header.sequence_number, Instant::now());
+        }
         if keyframe {
             self.keyframes.fetch_add(1, Ordering::Relaxed);
         }
@@ -192,8 +201,9 @@ pub(crate) async fn send_loop(
 ) {
     let mut seq: u16 = rand::random();
     let write = |pkt: Packet, key: bool, track: Arc<TrackLocalStaticRTP>, log: Arc<SentLog>| async move {
-        let _ = track.write_rtp(&pkt).await;
+        // Logged first: the send time is when the packet is handed to the stack.
         log.sent(&pkt, key);
+        let _ = track.write_rtp(&pkt).await;
     };
     let header = |seq: u16, timestamp: u32, marker: bool| Header {
         version: 2,

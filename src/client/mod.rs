@@ -35,7 +35,7 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
-pub use link::ServerError;
+pub use link::{join_rooms, ServerError};
 pub use loss::LossSpec;
 pub use media::{MediaSource, SentLog, SentPacket};
 pub use record::{Received, StreamRecord};
@@ -51,6 +51,28 @@ pub struct TrackSpec {
     pub media: MediaSource,
 }
 
+/// Called for every received packet: (publisher id, source, packet, arrival time).
+pub type PacketHook =
+    Arc<dyn Fn(&str, Source, &webrtc::rtp::packet::Packet, Instant) + Send + Sync>;
+/// Called for every packet sent: (source, sequence number, send time).
+pub type SentHook = Arc<dyn Fn(Source, u16, Instant) + Send + Sync>;
+
+/// Per-packet callbacks for measuring tools (latency by (track, sequence) on one clock).
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub on_packet: Option<PacketHook>,
+    pub on_sent: Option<SentHook>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("on_packet", &self.on_packet.is_some())
+            .field("on_sent", &self.on_sent.is_some())
+            .finish()
+    }
+}
+
 /// How a headless participant behaves.
 #[derive(Debug, Clone)]
 pub struct PeerOptions {
@@ -61,6 +83,8 @@ pub struct PeerOptions {
     pub record_packets: bool,
     /// Drop chosen inbound packets before the NACK generator sees them.
     pub inbound_loss: Option<LossSpec>,
+    /// Per-packet callbacks (none by default).
+    pub hooks: Hooks,
 }
 
 impl Default for PeerOptions {
@@ -70,6 +94,7 @@ impl Default for PeerOptions {
             loopback_only: true,
             record_packets: true,
             inbound_loss: None,
+            hooks: Hooks::default(),
         }
     }
 }
@@ -93,6 +118,7 @@ pub(crate) struct Shared {
     pub changed: Notify,
     pub paused: watch::Sender<bool>,
     pub record: bool,
+    pub on_packet: Option<PacketHook>,
 }
 
 /// A headless participant. Call [`HeadlessPeer::leave`] to end it cleanly.
@@ -153,6 +179,7 @@ impl HeadlessPeer {
             changed: Notify::new(),
             paused: watch::channel(false).0,
             record: opts.record_packets,
+            on_packet: opts.hooks.on_packet.clone(),
         });
         let (stop, _) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -241,7 +268,11 @@ impl HeadlessPeer {
                 .await?;
             let sender = transceiver.sender().await;
             let keyframe = Arc::new(AtomicBool::new(true));
-            let log = Arc::new(SentLog::new(opts.record_packets));
+            let log = Arc::new(SentLog::new(
+                opts.record_packets,
+                spec.source,
+                opts.hooks.on_sent.clone(),
+            ));
             {
                 let (keyframe, log) = (keyframe.clone(), log.clone());
                 tasks.push(tokio::spawn(async move {

@@ -66,6 +66,9 @@ pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid
             return;
         };
         let now = Instant::now();
+        if let Some(hook) = &shared.on_packet {
+            hook(&key.0, key.1, &pkt, now);
+        }
         {
             let mut received = shared.received.lock().unwrap_or_else(|e| e.into_inner());
             let rec = received.entry(key.clone()).or_default();

@@ -344,10 +344,15 @@ impl Peer {
         for c in std::mem::take(&mut st.early_candidates) {
             let _ = self.subscriber.add_ice_candidate(c).await;
         }
+        // A keyframe sent before the connection is up is lost, and would use up the track's
+        // request interval: until then, the `Connected` handler asks instead.
+        let connected = self.subscriber.connection_state() == RTCPeerConnectionState::Connected;
         for sub in st.subs.values_mut().filter(|s| !s.started) {
             sub.started = true;
             sub.up.add_sink(&sub.sink);
-            sub.up.request_keyframe();
+            if connected {
+                sub.up.request_keyframe();
+            }
         }
         drop(st);
         if self.dirty.swap(false, Ordering::AcqRel) {

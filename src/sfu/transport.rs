@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{
@@ -115,6 +116,10 @@ impl Transport {
         let mut settings = SettingEngine::default();
         // The server never needs mDNS: it announces IP candidates only.
         settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+        // On subscriber connections the server is the controlling agent, and the client's
+        // checks usually arrive before its trickled candidate: the pair is then peer-reflexive,
+        // which webrtc-rs would otherwise hold back for a full second before nominating.
+        settings.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
         let listen_ip = http_listen.ip();
         if listen_ip.is_loopback() && config.ips.is_empty() {
             loopback_only(&mut settings, listen_ip.is_ipv6());
