@@ -44,7 +44,10 @@ fn srtp(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for (name, profile) in [
         ("aead_aes_128_gcm", ProtectionProfile::AeadAes128Gcm),
-        ("aes128_cm_hmac_sha1_80", ProtectionProfile::Aes128CmHmacSha1_80),
+        (
+            "aes128_cm_hmac_sha1_80",
+            ProtectionProfile::Aes128CmHmacSha1_80,
+        ),
     ] {
         let plain = rtp_packet(1);
         let mut enc = context(profile);
@@ -69,7 +72,8 @@ fn udp(c: &mut Criterion) {
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     tx.connect(rx.local_addr().unwrap()).unwrap();
     // A reader thread keeps the receive buffer drained, as the subscriber's stack would.
-    rx.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let drain = rx.try_clone().unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();

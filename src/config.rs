@@ -84,7 +84,8 @@ pub struct MediaConfig {
 }
 
 /// A STUN or TURN server handed to clients (and used by the server's own ICE agent).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// `Debug` leaves the credential out, so logging a config never leaks it.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct IceServer {
     pub urls: Vec<String>,
@@ -92,6 +93,23 @@ pub struct IceServer {
     pub username: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub credential: String,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field(
+                "credential",
+                &if self.credential.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .finish()
+    }
 }
 
 impl Config {
@@ -354,6 +372,24 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:9");
         assert!(c.signaling.announce_host_ips);
         assert_eq!(c.media.public_ips.len(), 1);
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_turn_credential() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "SFU_LITE_MEDIA_ICE_SERVERS",
+                r#"[{ urls = ["turn:127.0.0.1:3478"], username = "u", credential = "hunter2" }]"#,
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.media.ice_servers[0].credential, "hunter2");
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]

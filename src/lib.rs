@@ -9,7 +9,8 @@
 //! - [`sfu`]: WebRTC. Two PeerConnections per participant (publisher: client offers;
 //!   subscriber: server offers), one reader per published track, one writer task per
 //!   subscription. Knows nothing of Socket.IO.
-//! - [`metrics`]: counters and gauges behind `/metrics`.
+//! - [`metrics`]: counters and gauges behind `/metrics`; [`procstat`]: CPU and RSS from `/proc`.
+//! - [`load`]: `sfu-lite load`, headless peers against a server, and its figures.
 //! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
 //!   and the load tester drive.
 //!
@@ -29,6 +30,7 @@ pub mod config;
 pub mod http;
 pub mod load;
 pub mod metrics;
+pub mod procstat;
 pub mod server;
 pub mod sfu;
 pub mod signal;

@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the meeting server (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Load-test a server with headless peers (loopback only unless --allow-remote).
+    Load(sfu_lite::load::LoadArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -43,9 +45,15 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The load tool prints a table: only problems are logged, and webrtc-rs's teardown chatter
+    // (packets for endpoints already closed) is not a problem.
+    let default_filter = match cli.command {
+        Some(Command::Load(_)) => "warn,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_srtp=error,webrtc_mdns=error,interceptor=error",
+        _ => "info,webrtc=warn,webrtc_ice=warn,webrtc_dtls=warn,webrtc_srtp=warn,webrtc_mdns=warn,interceptor=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,webrtc=warn,webrtc_ice=warn,webrtc_dtls=warn,webrtc_srtp=warn,webrtc_mdns=warn,interceptor=warn")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -58,6 +66,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Load(args)) => runtime.block_on(sfu_lite::load::main(args)),
         None => runtime.block_on(serve(cli.serve)),
     }
 }

@@ -29,6 +29,7 @@ macro_rules! metrics {
                     let _ = writeln!(out, "# TYPE sfu_{} gauge", stringify!($g));
                     let _ = writeln!(out, "sfu_{} {}", stringify!($g), self.$g.load(Ordering::Relaxed));
                 )*
+                render_process(&mut out);
                 $(
                     let _ = writeln!(out, "# HELP sfu_{}_total {}", stringify!($c), $ch);
                     let _ = writeln!(out, "# TYPE sfu_{}_total counter", stringify!($c));
@@ -66,6 +67,32 @@ metrics! {
         plis_sent: "Keyframe requests (PLI) sent to publishers.",
         plis_received: "PLI/FIR received from subscribers.",
     }
+}
+
+/// The standard Prometheus process metrics, so a scraper (or `sfu-lite load`) can relate CPU
+/// time to forwarded packets without access to the server's process id.
+fn render_process(out: &mut String) {
+    if let Some(p) = crate::procstat::sample_self() {
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds."
+        );
+        let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
+        let _ = writeln!(out, "process_cpu_seconds_total {}", p.cpu.as_secs_f64());
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes."
+        );
+        let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
+        let _ = writeln!(out, "process_resident_memory_bytes {}", p.rss_bytes);
+    }
+}
+
+/// Reads one sample's value from Prometheus text (no labels), e.g. `sfu_rooms`.
+pub fn scrape_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 impl Metrics {
@@ -119,5 +146,11 @@ mod tests {
         assert!(text.contains("sfu_tasks 0\n"));
         assert!(text.contains("sfu_forwarded_packets_total 1\n"));
         assert!(m.gauges().iter().all(|(_, v)| *v == 0));
+        assert_eq!(
+            scrape_value(&text, "sfu_forwarded_packets_total"),
+            Some(1.0)
+        );
+        assert_eq!(scrape_value(&text, "sfu_forwarded_packets"), None);
+        assert!(scrape_value(&text, "process_resident_memory_bytes").unwrap() > 0.0);
     }
 }

@@ -139,24 +139,7 @@ impl Link {
                 .boxed()
             }
         };
-        // Emits before the namespace is connected are lost: wait for `connect` first.
-        let (connected_tx, connected_rx) = oneshot::channel();
-        let connected_tx = Mutex::new(Some(connected_tx));
-        let client = ClientBuilder::new(url)
-            .namespace("/rooms")
-            // Straight to WebSocket: long-polling adds a round of latency to every candidate.
-            .transport_type(TransportType::Websocket)
-            .reconnect(false)
-            .on(Event::Connect, move |_p: Payload, _c: Client| {
-                if let Some(tx) = connected_tx
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                {
-                    let _ = tx.send(());
-                }
-                async {}.boxed()
-            })
+        let builder = ClientBuilder::new(url)
             .on(
                 "publish_answer",
                 on(tx.clone(), |v| {
@@ -198,47 +181,8 @@ impl Link {
                 on(tx.clone(), |v| {
                     Some(Inbound::Error(serde_json::from_value(v).ok()?))
                 }),
-            )
-            .connect()
-            .await?;
-        tokio::time::timeout(Duration::from_secs(10), connected_rx)
-            .await
-            .map_err(|_| anyhow::anyhow!("namespace /rooms not connected within 10 s"))?
-            .map_err(|_| anyhow::anyhow!("connection closed before /rooms connected"))?;
-        let (ack_tx, ack_rx) = oneshot::channel();
-        let ack_tx = Mutex::new(Some(ack_tx));
-        client
-            .emit_with_ack(
-                "join",
-                json!({ "room": room, "name": name }),
-                Duration::from_secs(10),
-                move |payload: Payload, _c: Client| {
-                    if let Some(tx) = ack_tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                        // Acks arrive as the raw JSON argument array.
-                        let value = match first_value(payload) {
-                            Some(Value::Array(args)) => args.into_iter().next(),
-                            other => other,
-                        };
-                        let _ = tx.send(value);
-                    }
-                    async {}.boxed()
-                },
-            )
-            .await?;
-        let ack = tokio::time::timeout(Duration::from_secs(10), ack_rx)
-            .await
-            .map_err(|_| anyhow::anyhow!("join was not acknowledged within 10 s"))?
-            .map_err(|_| anyhow::anyhow!("join acknowledgement lost"))?
-            .ok_or_else(|| anyhow::anyhow!("empty join acknowledgement"))?;
-        if let Some(err) = ack.get("error") {
-            let _ = client.disconnect().await;
-            anyhow::bail!("join refused: {err}");
-        }
-        let id = ack
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow::anyhow!("join acknowledgement without id: {ack}"))?
-            .to_string();
+            );
+        let (client, id) = join_rooms(builder, room, name).await?;
         Ok((Link::SocketIo { client }, id, rx))
     }
 
@@ -321,4 +265,73 @@ fn first_value(payload: Payload) -> Option<Value> {
         Payload::Text(mut values) if !values.is_empty() => Some(values.swap_remove(0)),
         _ => None,
     }
+}
+
+/// Connects `builder` (its event handlers already set) to the `/rooms` namespace over
+/// WebSocket, joins `room` as `name`, and returns the client with the id the server gave.
+/// Shared by the headless participant and the load tester's signal-only clients.
+pub async fn join_rooms(
+    builder: ClientBuilder,
+    room: &str,
+    name: &str,
+) -> anyhow::Result<(Client, String)> {
+    // Emits before the namespace is connected are lost: wait for `connect` first.
+    let (connected_tx, connected_rx) = oneshot::channel();
+    let connected_tx = Mutex::new(Some(connected_tx));
+    let client = builder
+        .namespace("/rooms")
+        // Straight to WebSocket: long-polling adds a round of latency to every candidate.
+        .transport_type(TransportType::Websocket)
+        .reconnect(false)
+        .on(Event::Connect, move |_p: Payload, _c: Client| {
+            if let Some(tx) = connected_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                let _ = tx.send(());
+            }
+            async {}.boxed()
+        })
+        .connect()
+        .await?;
+    tokio::time::timeout(Duration::from_secs(10), connected_rx)
+        .await
+        .map_err(|_| anyhow::anyhow!("namespace /rooms not connected within 10 s"))?
+        .map_err(|_| anyhow::anyhow!("connection closed before /rooms connected"))?;
+    let (ack_tx, ack_rx) = oneshot::channel();
+    let ack_tx = Mutex::new(Some(ack_tx));
+    client
+        .emit_with_ack(
+            "join",
+            json!({ "room": room, "name": name }),
+            Duration::from_secs(10),
+            move |payload: Payload, _c: Client| {
+                if let Some(tx) = ack_tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    // Acks arrive as the raw JSON argument array.
+                    let value = match first_value(payload) {
+                        Some(Value::Array(args)) => args.into_iter().next(),
+                        other => other,
+                    };
+                    let _ = tx.send(value);
+                }
+                async {}.boxed()
+            },
+        )
+        .await?;
+    let ack = tokio::time::timeout(Duration::from_secs(10), ack_rx)
+        .await
+        .map_err(|_| anyhow::anyhow!("join was not acknowledged within 10 s"))?
+        .map_err(|_| anyhow::anyhow!("join acknowledgement lost"))?
+        .ok_or_else(|| anyhow::anyhow!("empty join acknowledgement"))?;
+    if let Some(err) = ack.get("error") {
+        let _ = client.disconnect().await;
+        anyhow::bail!("join refused: {err}");
+    }
+    let id = ack
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow::anyhow!("join acknowledgement without id: {ack}"))?
+        .to_string();
+    Ok((client, id))
 }

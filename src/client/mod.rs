@@ -35,7 +35,7 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
-pub use link::ServerError;
+pub use link::{join_rooms, ServerError};
 pub use loss::LossSpec;
 pub use media::{MediaSource, SentLog, SentPacket};
 pub use record::{Received, StreamRecord};

@@ -48,6 +48,11 @@ pub struct Summary {
     /// Signal-only runs: room chat message latency and the count lost.
     pub message_latency_ms: Option<Percentiles>,
     pub messages_lost: Option<u64>,
+    /// Signal-only runs: server CPU per join (ms) and per delivered room message (µs), and
+    /// whether it still answered after every client disconnected at once.
+    pub server_join_cpu_ms: Option<f64>,
+    pub server_cpu_us_per_message: Option<f64>,
+    pub server_alive_after_mass_disconnect: Option<bool>,
     pub server_cpu_s: Option<f64>,
     pub server_forwarded_packets: Option<u64>,
     pub server_cpu_us_per_forwarded_packet: Option<f64>,
@@ -74,31 +79,37 @@ impl Summary {
             "sfu-lite load: {} peers ({} publishing) in {} room(s) against {} for {:.0} s",
             self.peers, self.publishers, self.rooms, self.url, self.duration_s
         );
-        let rows: Vec<(&str, String)> = vec![
+        let mut rows: Vec<(&str, String)> = vec![
             (
                 "peers joined / failed",
                 format!("{} / {}", self.peers_joined, self.peers_failed),
             ),
             ("join time (ms)", p(&self.join_ms)),
-            ("first remote frame (ms)", p(&self.first_frame_ms)),
-            ("packet latency (ms)", p(&self.latency_ms)),
-            (
-                "packets received / lost",
-                format!(
-                    "{} / {} (loss {:.3} %)",
-                    self.recv_packets,
-                    self.lost_packets,
-                    self.loss_ratio * 100.0
+        ];
+        if !self.signal_only {
+            rows.extend([
+                ("first remote frame (ms)", p(&self.first_frame_ms)),
+                ("packet latency (ms)", p(&self.latency_ms)),
+                (
+                    "packets received / lost",
+                    format!(
+                        "{} / {} (loss {:.3} %)",
+                        self.recv_packets,
+                        self.lost_packets,
+                        self.loss_ratio * 100.0
+                    ),
                 ),
-            ),
-            (
-                "received bitrate",
-                format!(
-                    "{:.0} kbit/s per stream, {:.0} kbit/s total",
-                    self.recv_kbps_per_stream, self.recv_kbps_total
+                (
+                    "received bitrate",
+                    format!(
+                        "{:.0} kbit/s per stream, {:.0} kbit/s total",
+                        self.recv_kbps_per_stream, self.recv_kbps_total
+                    ),
                 ),
-            ),
-            ("jitter", format!("{:.2} ms", self.jitter_ms)),
+                ("jitter", format!("{:.2} ms", self.jitter_ms)),
+            ]);
+        }
+        rows.extend([
             (
                 "tool CPU",
                 format!(
@@ -113,12 +124,26 @@ impl Summary {
                 opt(self.server_cpu_us_per_forwarded_packet, "µs"),
             ),
             ("server RSS", opt(self.server_rss_mib, "MiB")),
-        ];
+        ]);
         let rows = rows.into_iter().chain(
             self.message_latency_ms
                 .iter()
                 .map(|m| ("message latency (ms)", p(m)))
-                .chain(self.messages_lost.map(|n| ("messages lost", n.to_string()))),
+                .chain(self.messages_lost.map(|n| ("messages lost", n.to_string())))
+                .chain(
+                    self.server_join_cpu_ms
+                        .map(|v| ("server CPU per join", format!("{v:.3} ms"))),
+                )
+                .chain(
+                    self.server_cpu_us_per_message
+                        .map(|v| ("server CPU per delivered message", format!("{v:.1} µs"))),
+                )
+                .chain(self.server_alive_after_mass_disconnect.map(|ok| {
+                    (
+                        "alive after mass disconnect",
+                        if ok { "yes" } else { "NO" }.to_string(),
+                    )
+                })),
         );
         for (name, value) in rows {
             let _ = writeln!(out, "  {name:<32} {value}");

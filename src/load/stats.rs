@@ -3,40 +3,65 @@
 //! in, so every piece is unit-testable.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// Send times of one published track, indexed by RTP sequence number.
+/// The run's clock origin: every send and receive time is measured from it.
+pub fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds from [`epoch`] to `at` (0 for instants before it).
+pub fn since_epoch_ns(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_nanos() as u64
+}
+
+/// Send times of the recent packets of one published track, by RTP sequence number.
 ///
 /// The load tool owns both ends of every stream, so latency is measured on one clock by
-/// looking up the send time of the received (track, sequence number). A fixed 65,536-slot
-/// array makes each lookup O(1) with no hashing or locking on the packet path.
+/// looking up the send time of the received (track, sequence number). Each of the 4,096 slots
+/// holds `time << 16 | seq`, so a lookup is one atomic load that also tells whether the slot
+/// still belongs to that sequence number: no hashing, locking or allocation per packet, and
+/// 32 KiB per track however long the run.
 pub struct SendLog {
-    /// Nanoseconds since the run's epoch, plus one (0 = never sent).
     slots: Box<[AtomicU64]>,
 }
+
+const SEND_SLOTS: usize = 4096;
 
 impl Default for SendLog {
     fn default() -> Self {
         Self {
-            slots: (0..65536).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..SEND_SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
 
+impl std::fmt::Debug for SendLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SendLog")
+    }
+}
+
 impl SendLog {
+    /// `sent_ns`: nanoseconds since the run's epoch (under 2^47, about 39 hours).
     pub fn record(&self, seq: u16, sent_ns: u64) {
-        self.slots[seq as usize].store(sent_ns + 1, Ordering::Relaxed);
+        // `| 1` keeps a real entry distinct from an empty slot; 1 ns of error is irrelevant.
+        let v = ((sent_ns | 1) << 16) | seq as u64;
+        self.slots[seq as usize % SEND_SLOTS].store(v, Ordering::Relaxed);
     }
 
-    /// Latency in microseconds of a packet received at `recv_ns`, if its send was logged and
-    /// is not a stale slot from a previous wrap of the sequence space (older than `max_ns`).
+    /// Latency in microseconds of packet `seq` received at `recv_ns`, if its send is still
+    /// logged and at most `max_ns` old.
     pub fn latency_us(&self, seq: u16, recv_ns: u64, max_ns: u64) -> Option<u64> {
-        let sent = self.slots[seq as usize]
-            .load(Ordering::Relaxed)
-            .checked_sub(1)?;
-        let delta = recv_ns.checked_sub(sent)?;
+        let v = self.slots[seq as usize % SEND_SLOTS].load(Ordering::Relaxed);
+        if v == 0 || v as u16 != seq {
+            return None;
+        }
+        let delta = recv_ns.checked_sub(v >> 16)?;
         (delta <= max_ns).then_some(delta / 1000)
     }
 }
@@ -157,6 +182,13 @@ mod tests {
         assert_eq!(log.latency_us(7, 3_500_000, 1_000_000_000), Some(2_500));
         assert_eq!(log.latency_us(8, 3_500_000, 1_000_000_000), None);
         assert_eq!(log.latency_us(7, 5_000_000_000, 1_000_000_000), None);
+        // A later packet in the same slot replaces the older one.
+        log.record(7 + 4096, 2_000_000);
+        assert_eq!(log.latency_us(7, 3_500_000, 1_000_000_000), None);
+        assert_eq!(
+            log.latency_us(7 + 4096, 3_000_000, 1_000_000_000),
+            Some(1_000)
+        );
     }
 
     #[test]

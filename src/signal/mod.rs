@@ -60,8 +60,21 @@ pub async fn shutdown(io: &SocketIo) {
             }
         }
     }
-    tracing::info!(sockets = handles.len(), "signaling shut down");
-    for handle in handles {
-        handle.stop().await;
+    tracing::info!(sockets = handles.len(), "signaling shutting down");
+    // Closing every transport flushes what is queued (the notice, the disconnect) before the
+    // process exits, and leaves no namespace to connect to. Bounded: a polling transport's
+    // closure waits for the client's next request.
+    let transports = tokio::time::timeout(TRANSPORT_CLOSE, io.close());
+    let sessions = async {
+        for handle in handles {
+            handle.stop().await;
+        }
+    };
+    let (closed, ()) = tokio::join!(transports, sessions);
+    if closed.is_err() {
+        tracing::debug!("some transports did not close in time");
     }
 }
+
+/// How long shutdown waits for transports to flush and close.
+const TRANSPORT_CLOSE: std::time::Duration = std::time::Duration::from_secs(2);

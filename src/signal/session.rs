@@ -207,7 +207,9 @@ impl Front {
             .unwrap_or_default();
         let socket = SocketRef::from(s);
         let limits = &self.ctx.config.signaling;
-        match lock(&self.gate).admit(Instant::now()) {
+        // Bound first: a guard in the match scrutinee would live through the arms.
+        let admission = lock(&self.gate).admit(Instant::now());
+        match admission {
             Admission::Accept => {}
             Admission::Answer => {
                 let message = format!(

@@ -1,6 +1,7 @@
 //! CPU time and resident memory of a process, read from `/proc` (Linux).
 //!
-//! Used for the tool's own cost and, with `--server-pid`, the server's.
+//! Used for the server's own `process_*` metrics and by the load tester (its own cost and,
+//! with `--server-pid`, the server's).
 
 use std::time::Duration;
 

@@ -1,0 +1,276 @@
+// One meeting session: the `/rooms` Socket.IO connection, the join, the two PeerConnections,
+// and recovery. When the socket drops, or ICE fails on either connection, the session leaves
+// nothing behind and joins again (the server gives a new id; others see a leave and a join).
+
+import { io } from '../vendor/socket.io.esm.min.js';
+import { Publisher, Subscriber } from './peers.js';
+import { sleep } from './util.js';
+
+const JOIN_TIMEOUT_MS = 10_000;
+const ICE_GRACE_MS = 5_000; // "disconnected" often heals by itself; "failed" never does
+const MEDIA_CONNECT_MS = 20_000;
+
+/**
+ * Events (EventTarget, detail in `e.detail`): `status` {state, text} where state is
+ * connecting | connected | reconnecting | failed | left; `chat` {from, name, content, time};
+ * `problem` {code, message, event}.
+ */
+export class Session extends EventTarget {
+  id = null;
+  /** The local tile's key in the view: our id once joined, a placeholder before. */
+  localKey = 'self';
+  publisher = null;
+  subscriber = null;
+  #left = false;
+  #generation = 0; // bumps on every (re)join; stale async work checks it
+  #early = []; // media events that arrived before the PeerConnections existed
+  #iceTimers = new Map();
+  #restarts = 0;
+  #sentState = '';
+  #unhook;
+
+  constructor({ room, name, media, view, lowres = false, log = console.warn }) {
+    super();
+    Object.assign(this, { room, name, media, view, lowres, log });
+    this.socket = io('/rooms', {
+      autoConnect: false,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 5000,
+      timeout: 10_000,
+      forceNew: true, // a rejoin after leaving gets its own connection
+    });
+    this.#wire();
+    this.#unhook = new AbortController();
+    media.addEventListener('change', () => this.#mediaChanged(), { signal: this.#unhook.signal });
+  }
+
+  start() {
+    this.view.upsert({ id: this.localKey, name: this.name, local: true });
+    this.#mediaChanged();
+    this.#status('connecting', 'Connecting…');
+    this.socket.connect();
+  }
+
+  async leave() {
+    this.#left = true;
+    this.#generation++;
+    if (this.socket.connected) {
+      try {
+        await this.socket.timeout(2000).emitWithAck('leave', {});
+      } catch {
+        // Disconnecting below ends the membership anyway.
+      }
+    }
+    this.#end();
+    this.#status('left', 'You left the meeting.');
+  }
+
+  sendChat(content) {
+    this.socket.emit('message', { content });
+  }
+
+  /** Tells the others our mute/camera/screen state when it changed since the last time. */
+  sendState() {
+    if (!this.id) return;
+    const state = {
+      audio_muted: !this.media.audio || this.media.audioMuted,
+      video_muted: !this.media.video,
+      screen: Boolean(this.media.screen),
+    };
+    const key = `${this.id}:${JSON.stringify(state)}`;
+    if (key === this.#sentState) return;
+    this.#sentState = key;
+    this.socket.emit('state', state);
+  }
+
+  #wire() {
+    const s = this.socket;
+    s.on('connect', () => this.#join());
+    s.on('disconnect', (reason) => {
+      if (this.#left) return;
+      this.#lost(`Connection lost (${reason}). Reconnecting…`);
+      // After a server-side disconnect socket.io does not retry by itself.
+      if (reason === 'io server disconnect') this.#retryLater();
+    });
+    s.on('connect_error', (err) => {
+      if (this.#left) return;
+      this.#status('reconnecting', `Cannot reach the server (${err.message}). Retrying…`);
+      // A refusal by the server (e.g. too many connections) is not retried by socket.io itself.
+      if (!s.active) this.#retryLater();
+    });
+    s.on('joined', (m) => this.view.upsert(m));
+    s.on('left', ({ id }) => this.view.remove(id));
+    s.on('updated', ({ id, state }) => this.view.setState(id, state));
+    s.on('message', (m) => this.dispatchEvent(new CustomEvent('chat', { detail: m })));
+    s.on('error', (e) => {
+      // The server dropped our media (ICE failed on its side, or never connected) and took us
+      // out of the room, or it no longer knows us as a member: start over.
+      if (this.id && (e?.event === 'media' || e?.code === 'not_in_room')) {
+        this.#restart('Media connection lost. Reconnecting…');
+        return;
+      }
+      this.#problem(e);
+    });
+    s.on('publish_answer', ({ sdp }) => this.#media(() => this.publisher.applyAnswer(sdp)));
+    s.on('subscribe_offer', (offer) => this.#media(() => this.subscriber.applyOffer(offer)));
+    s.on('candidate', ({ pc, candidate }) =>
+      this.#media(() => (pc === 'publisher' ? this.publisher : this.subscriber).addCandidate(candidate)),
+    );
+  }
+
+  /** Runs a media step now, or keeps it until the PeerConnections exist (join ack pending). */
+  #media(step) {
+    if (this.publisher && this.subscriber) {
+      step().catch((err) => this.log(`media: ${err.message}`));
+    } else {
+      this.#early.push(step);
+    }
+  }
+
+  async #join() {
+    const generation = ++this.#generation;
+    this.#closePeers();
+    this.view.clearRemotes();
+    let ack;
+    try {
+      ack = await this.socket.timeout(JOIN_TIMEOUT_MS).emitWithAck('join', { room: this.room, name: this.name });
+    } catch {
+      if (generation === this.#generation) this.#restart('The server did not answer the join. Retrying…');
+      return;
+    }
+    if (generation !== this.#generation) return;
+    if (ack?.error) {
+      this.#fatal(ack.error);
+      return;
+    }
+    this.id = ack.id;
+    this.view.rekey(this.localKey, ack.id);
+    this.localKey = ack.id;
+    for (const m of ack.members ?? []) this.view.upsert(m);
+    this.#openPeers(ack.ice_servers ?? [], generation);
+    this.#status('connecting', 'Connecting media…');
+  }
+
+  #openPeers(iceServers, generation) {
+    const log = (msg) => this.log(msg);
+    this.publisher = new Publisher(this.socket, iceServers, log, { lowres: this.lowres });
+    this.subscriber = new Subscriber(this.socket, iceServers, log, {
+      onTrack: (info, track) => this.view.setTrack(info.participant, info.source, track),
+      onTrackGone: (info) => this.view.setTrack(info.participant, info.source, null),
+    });
+    for (const peer of [this.publisher, this.subscriber]) {
+      peer.pc.addEventListener('connectionstatechange', () => this.#watchIce(peer, generation));
+    }
+    // Media events that raced ahead of the ack, in their order.
+    const early = this.#early;
+    this.#early = [];
+    for (const step of early) step().catch((err) => this.log(`media: ${err.message}`));
+    this.#mediaChanged();
+    this.publisher.publish().catch((err) => this.#restart(`Cannot publish media: ${err.message}`));
+    // A connection that never comes up is as broken as one that failed.
+    this.#iceTimers.set('connect', setTimeout(() => {
+      if (generation !== this.#generation) return;
+      if (this.publisher?.pc.connectionState !== 'connected') this.#restart('Media did not connect. Reconnecting…');
+    }, MEDIA_CONNECT_MS));
+  }
+
+  #watchIce(peer, generation) {
+    if (generation !== this.#generation) return;
+    const state = peer.pc.connectionState;
+    clearTimeout(this.#iceTimers.get(peer.name));
+    if (state === 'connected') {
+      this.#restarts = 0;
+      if (this.publisher?.pc.connectionState === 'connected' && this.subscriber?.pc.connectionState !== 'failed') {
+        this.#status('connected', '');
+      }
+    } else if (state === 'disconnected') {
+      this.#status('reconnecting', 'Media connection interrupted…');
+      this.#iceTimers.set(peer.name, setTimeout(() => {
+        if (generation === this.#generation && peer.pc.connectionState !== 'connected') {
+          this.#restart('Media connection lost. Reconnecting…');
+        }
+      }, ICE_GRACE_MS));
+    } else if (state === 'failed') {
+      this.#restart('Media connection failed. Reconnecting…');
+    }
+  }
+
+  /** Full restart: drop the socket (the server forgets us) and connect again. */
+  #restart(text) {
+    if (this.#left) return;
+    this.#lost(text);
+    this.socket.disconnect();
+    this.#retryLater();
+  }
+
+  async #retryLater() {
+    const generation = this.#generation;
+    const delay = Math.min(500 * 2 ** this.#restarts, 10_000);
+    this.#restarts++;
+    await sleep(delay);
+    if (!this.#left && generation === this.#generation && !this.socket.connected) this.socket.connect();
+  }
+
+  #lost(text) {
+    this.#generation++;
+    this.id = null;
+    this.#closePeers();
+    this.view.clearRemotes();
+    this.#status('reconnecting', text);
+  }
+
+  /** Final: nothing of this session stays behind (a rejoin makes a new one). */
+  #end() {
+    this.#generation++;
+    this.socket.disconnect();
+    this.#closePeers();
+    this.#unhook.abort();
+    this.view.clearRemotes();
+    this.view.remove(this.localKey);
+  }
+
+  #closePeers() {
+    for (const t of this.#iceTimers.values()) clearTimeout(t);
+    this.#iceTimers.clear();
+    this.publisher?.close();
+    this.subscriber?.close();
+    this.publisher = this.subscriber = null;
+    this.#early = [];
+  }
+
+  /** Local tracks changed (toggle, device switch, screen share): update senders and state. */
+  #mediaChanged() {
+    const m = this.media;
+    if (this.publisher) {
+      this.publisher
+        .setTracks({ microphone: m.audio, camera: m.video, screen: m.screen })
+        .catch((err) => this.log(`replaceTrack: ${err.message}`));
+    }
+    if (this.view.people.has(this.localKey)) {
+      this.view.setTrack(this.localKey, 'camera', m.video);
+      this.view.setTrack(this.localKey, 'screen', m.screen);
+      this.view.setState(this.localKey, {
+        audio_muted: !m.audio || m.audioMuted,
+        video_muted: !m.video,
+        screen: Boolean(m.screen),
+      });
+    }
+    this.sendState();
+  }
+
+  #fatal(error) {
+    this.#left = true;
+    this.#end();
+    this.#status('failed', error.message ?? 'The server refused to let us join.');
+    this.#problem(error);
+  }
+
+  #problem(e) {
+    this.dispatchEvent(new CustomEvent('problem', { detail: e }));
+  }
+
+  #status(state, text) {
+    this.state = state;
+    this.dispatchEvent(new CustomEvent('status', { detail: { state, text } }));
+  }
+}

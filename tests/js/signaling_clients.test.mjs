@@ -1,0 +1,160 @@
+// The official socket.io clients of both protocol generations against the sfu-lite binary:
+// socket.io-client v4 (EIO4) and v2 (EIO3, the tutorial's era) get ready/change/message on
+// `/`, and a v2 client can join a room on `/rooms`.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { io as ioV4 } from 'socket.io-client';
+import ioV2 from 'socket.io-client-v2';
+import { startServer } from './lib/server.mjs';
+
+const WAIT_MS = 10000;
+let server;
+
+before(async () => {
+  server = await startServer();
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+/** Resolves with the arguments of the next `event` on `socket`, bounded. */
+function next(socket, event) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off(event, on);
+      reject(new Error(`no ${event} within ${WAIT_MS} ms`));
+    }, WAIT_MS);
+    const on = (...args) => {
+      clearTimeout(timer);
+      resolve(args);
+    };
+    socket.once(event, on);
+  });
+}
+
+/** Emits with an acknowledgement and resolves with its first argument, bounded. */
+function ack(socket, event, payload) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ack for ${event}`)), WAIT_MS);
+    socket.emit(event, payload, (reply) => {
+      clearTimeout(timer);
+      resolve(reply);
+    });
+  });
+}
+
+const v4 = (ns = '') => ioV4(server.url + ns, { forceNew: true, reconnection: false });
+const v2 = (ns = '') =>
+  ioV2(server.url + ns, { forceNew: true, reconnection: false, transports: ['polling', 'websocket'] });
+
+test('v4 and v2 clients both get ready, change and message on /', async () => {
+  const a = v4();
+  const [aId, persons1] = await next(a, 'ready');
+  assert.equal(typeof aId, 'string');
+  assert.deepEqual(persons1.find((p) => p.id === aId) !== undefined, true);
+
+  const changeSeenByA = next(a, 'change');
+  const b = v2();
+  const [bId, persons2] = await next(b, 'ready');
+  const ids = persons2.map((p) => p.id);
+  assert.ok(ids.includes(aId) && ids.includes(bId), JSON.stringify(persons2));
+  const seqs = persons2.map((p) => p.seq);
+  assert.equal(new Set(seqs).size, seqs.length, 'seqs are unique');
+  const [change] = await changeSeenByA;
+  assert.deepEqual(change, persons2);
+
+  // v2 → v4
+  const atA = next(a, 'message');
+  b.emit('message', { to: aId, type: 'text', content: 'from v2' });
+  const [m1] = await atA;
+  assert.equal(m1.from, bId);
+  assert.equal(m1.to, aId);
+  assert.equal(m1.type, 'text');
+  assert.equal(m1.content, 'from v2');
+  assert.match(m1.time, /^\d{1,2}:\d{1,2}:\d{1,2}$/);
+
+  // v4 → v2
+  const atB = next(b, 'message');
+  a.emit('message', { to: bId, type: 'text', content: { sdp: 'v=0' } });
+  const [m2] = await atB;
+  assert.equal(m2.from, aId);
+  assert.deepEqual(m2.content, { sdp: 'v=0' });
+
+  // The tutorial page's `bye`: b is disconnected and a sees it leave.
+  const changeAfterBye = next(a, 'change');
+  const bGone = next(b, 'disconnect');
+  b.emit('bye');
+  await bGone;
+  const [after] = await changeAfterBye;
+  assert.deepEqual(after.map((p) => p.id), [aId]);
+  a.close();
+});
+
+test('refusals reach both generations as one error shape', async () => {
+  const a = v4();
+  await next(a, 'ready');
+  const err4 = next(a, 'error');
+  a.emit('frobnicate', {});
+  const [e4] = await err4;
+  assert.deepEqual(Object.keys(e4).sort(), ['code', 'event', 'message']);
+  assert.equal(e4.code, 'unknown_event');
+  assert.equal(e4.event, 'frobnicate');
+
+  const b = v2();
+  await next(b, 'ready');
+  const err2 = next(b, 'error');
+  b.emit('message', { to: 'nobody', type: 'text', content: 'x' });
+  const [e2] = await err2;
+  assert.equal(e2.code, 'unknown_peer');
+  assert.equal(e2.event, 'message');
+  a.close();
+  b.close();
+});
+
+test('a v2 client joins a room on /rooms and chats with a v4 client', async () => {
+  const old = v2('rooms');
+  await next(old, 'connect');
+  const joinedOld = await ack(old, 'join', { room: 'mixed', name: 'Old' });
+  assert.equal(joinedOld.room, 'mixed');
+  assert.deepEqual(joinedOld.members, []);
+  assert.ok(Array.isArray(joinedOld.ice_servers));
+
+  const fresh = v4('rooms');
+  await next(fresh, 'connect');
+  const joinedSeen = next(old, 'joined');
+  const joinedFresh = await ack(fresh, 'join', { room: 'mixed', name: 'New' });
+  assert.deepEqual(joinedFresh.members.map((m) => m.name), ['Old']);
+  const [member] = await joinedSeen;
+  assert.equal(member.id, joinedFresh.id);
+  assert.equal(member.name, 'New');
+
+  const atOld = next(old, 'message');
+  fresh.emit('message', { content: 'hi' });
+  const [m] = await atOld;
+  assert.equal(m.from, joinedFresh.id);
+  assert.equal(m.name, 'New');
+  assert.equal(m.content, 'hi');
+
+  const left = next(fresh, 'left');
+  old.emit('leave');
+  assert.deepEqual((await left)[0], { id: joinedOld.id });
+
+  const refused = await ack(old, 'message', { content: 'not a member now' });
+  assert.equal(refused.error.code, 'not_in_room');
+  old.close();
+  fresh.close();
+});
+
+test('on SIGTERM clients are told server_shutdown and disconnected', async () => {
+  const own = await startServer();
+  const client = ioV4(own.url, { forceNew: true, reconnection: false });
+  await next(client, 'ready');
+  const notice = next(client, 'error');
+  const gone = next(client, 'disconnect');
+  const code = await own.stop();
+  assert.equal((await notice)[0].code, 'server_shutdown');
+  assert.equal((await gone)[0], 'io server disconnect');
+  assert.equal(code, 0);
+});
