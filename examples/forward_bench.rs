@@ -159,7 +159,10 @@ async fn main() -> anyhow::Result<()> {
     } else {
         0.0
     };
-    let h = hist.lock().unwrap();
+    let (p50, p99) = {
+        let h = hist.lock().unwrap();
+        (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
+    };
     println!(
         "| 1 → {} | {} pkt/s × {} B | {:.1} s | {} | {:.2} µs | {:.1} % | {:.2} % | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {:.2} µs |",
         args.subscribers,
@@ -170,8 +173,8 @@ async fn main() -> anyhow::Result<()> {
         cpu.as_secs_f64() * 1e6 / forwarded.max(1) as f64,
         cpu.as_secs_f64() * 100.0 / elapsed.as_secs_f64(),
         loss.max(0.0) * 100.0,
-        h.value_at_quantile(0.5) as f64 / 1000.0,
-        h.value_at_quantile(0.99) as f64 / 1000.0,
+        p50 as f64 / 1000.0,
+        p99 as f64 / 1000.0,
         dropped1 - dropped0,
         cpu1.rss_bytes as f64 / (1024.0 * 1024.0),
         match (self0, self1) {
@@ -179,7 +182,6 @@ async fn main() -> anyhow::Result<()> {
             _ => 0.0,
         },
     );
-    drop(h);
     publisher.leave().await;
     for s in subs {
         s.leave().await;
