@@ -19,9 +19,10 @@ use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_remote::TrackRemote;
 
-use super::down_track::DownTrackLocal;
 use super::keyframe::KeyframeThrottle;
 use super::{ParticipantId, Source};
 use crate::metrics::{inc, GaugeGuard, Metrics};
@@ -190,7 +191,7 @@ async fn keyframe_task(
 
 /// One subscription's local track and the futures of its writer and RTCP reader tasks.
 pub(crate) struct DownTrack {
-    pub local: Arc<DownTrackLocal>,
+    pub local: Arc<TrackLocalStaticRTP>,
     pub sink: Arc<Sink>,
     rx: mpsc::Receiver<SharedPacket>,
 }
@@ -198,7 +199,7 @@ pub(crate) struct DownTrack {
 impl DownTrack {
     pub fn new(up: &UpTrack, queue_packets: usize) -> Self {
         let (tx, rx) = mpsc::channel(queue_packets);
-        let local = Arc::new(DownTrackLocal::new(
+        let local = Arc::new(TrackLocalStaticRTP::new(
             up.codec.clone(),
             format!("{}-{}", up.publisher, up.mid),
             up.publisher.clone(),
@@ -223,7 +224,7 @@ impl DownTrack {
         while rx.recv_many(&mut batch, 64).await > 0 {
             let (mut packets, mut bytes) = (0u64, 0u64);
             for pkt in batch.drain(..) {
-                if let Ok(n) = local.write(&pkt).await {
+                if let Ok(n) = local.write_rtp(&pkt).await {
                     if n > 0 {
                         packets += 1;
                         bytes += pkt.payload.len() as u64;

@@ -8,14 +8,12 @@
 //! - `room`: members of a room; the wanted forwarding matrix is derived from it.
 //! - `peer`: one participant's two connections and their serialised negotiation.
 //! - `forward`: up tracks (one reader each), down tracks (one queue + writer each), RTCP.
-//! - `down_track`: the single-binding local track a subscription writes to.
 //! - `keyframe`: the pure PLI throttle.
 //! - `tasks`: counted, owned tasks.
 //!
 //! See `docs/sfu.md` for the design and its reasons.
 
 pub mod api;
-mod down_track;
 mod forward;
 pub mod keyframe;
 mod peer;
