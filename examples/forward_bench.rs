@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use sfu_lite::client::{HeadlessPeer, Hooks, MediaSource, PeerOptions, TrackSpec};
-use sfu_lite::load::procstat;
+use sfu_lite::procstat;
 use sfu_lite::sfu::Source;
 
 #[derive(Parser)]
