@@ -186,7 +186,7 @@ mod tests {
         log.record(7 + 4096, 2_000_001);
         assert_eq!(log.latency_us(7, 3_500_000, 1_000_000_000), None);
         assert_eq!(
-            log.latency_us(7 + 4096, 3_000_000, 1_000_000_000),
+            log.latency_us(7 + 4096, 3_000_001, 1_000_000_000),
             Some(1_000)
         );
     }
