@@ -35,6 +35,10 @@ struct Args {
 }
 
 async fn forwarded(url: &str) -> anyhow::Result<u64> {
+    counter(url, "sfu_forwarded_packets_total").await
+}
+
+async fn counter(url: &str, name: &str) -> anyhow::Result<u64> {
     let text = reqwest::get(format!(
         "{}metrics",
         url.trim_end_matches('/').to_string() + "/"
@@ -43,9 +47,9 @@ async fn forwarded(url: &str) -> anyhow::Result<u64> {
     .text()
     .await?;
     text.lines()
-        .find_map(|l| l.strip_prefix("sfu_forwarded_packets_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no sfu_forwarded_packets_total in /metrics"))
+        .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
 }
 
 #[tokio::main]
@@ -133,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
     let cpu0 = procstat::sample(args.server_pid).ok_or_else(|| anyhow::anyhow!("no such pid"))?;
     let self0 = procstat::sample_self();
     let fwd0 = forwarded(&args.url).await?;
+    let dropped0 = counter(&args.url, "sfu_dropped_packets_total").await?;
     let sent0 = publisher.published()[0].log.packets.load(Ordering::Relaxed);
     measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
@@ -142,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
     let cpu1 = procstat::sample(args.server_pid).ok_or_else(|| anyhow::anyhow!("server gone"))?;
     let self1 = procstat::sample_self();
     let fwd1 = forwarded(&args.url).await?;
+    let dropped1 = counter(&args.url, "sfu_dropped_packets_total").await?;
     let sent1 = publisher.published()[0].log.packets.load(Ordering::Relaxed);
 
     let forwarded = fwd1 - fwd0;
@@ -153,9 +159,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         0.0
     };
-    let h = hist.lock().unwrap();
+    let (p50, p99) = {
+        let h = hist.lock().unwrap();
+        (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
+    };
     println!(
-        "| 1 → {} | {} pkt/s × {} B | {:.1} s | {} | {:.2} µs | {:.1} % | {:.2} % | {:.2} ms | {:.2} ms | {:.1} MiB | {:.2} µs |",
+        "| 1 → {} | {} pkt/s × {} B | {:.1} s | {} | {:.2} µs | {:.1} % | {:.2} % | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {:.2} µs |",
         args.subscribers,
         args.pps,
         args.size,
@@ -164,15 +173,15 @@ async fn main() -> anyhow::Result<()> {
         cpu.as_secs_f64() * 1e6 / forwarded.max(1) as f64,
         cpu.as_secs_f64() * 100.0 / elapsed.as_secs_f64(),
         loss.max(0.0) * 100.0,
-        h.value_at_quantile(0.5) as f64 / 1000.0,
-        h.value_at_quantile(0.99) as f64 / 1000.0,
+        p50 as f64 / 1000.0,
+        p99 as f64 / 1000.0,
+        dropped1 - dropped0,
         cpu1.rss_bytes as f64 / (1024.0 * 1024.0),
         match (self0, self1) {
             (Some(a), Some(b)) => (b.cpu - a.cpu).as_secs_f64() * 1e6 / got.max(1) as f64,
             _ => 0.0,
         },
     );
-    drop(h);
     publisher.leave().await;
     for s in subs {
         s.leave().await;
