@@ -11,7 +11,7 @@
 // the sum of /proc/PID/task/*/schedstat run times (ns). Prints a markdown table.
 //
 // Usage: node scripts/bench-signaling.mjs [--ks 10,100,500] [--transport polling|websocket]
-// Binary: SFU_LITE_BIN, default target/release/sfu-lite. Run on loopback only, e.g.
+// Binary: SFU_BIN, default target/release/sfu-lite. Run on loopback only, e.g.
 //   unshare --net sh -c 'ip link set lo up && exec "$@"' sh node scripts/bench-signaling.mjs
 
 import { createRequire } from 'node:module';
@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(path.join(root, 'tests/js/package.json'));
 const { io } = require('socket.io-client');
-process.env.SFU_LITE_BIN ||= path.join(root, 'target/release/sfu-lite');
+process.env.SFU_BIN ||= path.join(root, 'target/release/sfu-lite');
 const { startServer } = await import(path.join(root, 'tests/js/lib/server.mjs'));
 
 const argv = process.argv.slice(2);

@@ -31,9 +31,9 @@ fi
 
 log "build"
 cargo build --tests --bins
-# Only the Node tests get SFU_LITE_BIN: the server reads SFU_LITE_* variables as config and
-# refuses unknown ones, so the Rust tests (which spawn the binary) must not inherit it.
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/sfu-lite"
+# The Node tests find the server binary here. (Not SFU_LITE_*: the server reads those as config
+# fields and refuses unknown ones.)
+export SFU_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/sfu-lite"
 
 # Loopback-only namespace: nothing but 127.0.0.1/::1 is reachable inside.
 if unshare --net true 2>/dev/null; then
@@ -51,7 +51,7 @@ log "node tests (socket.io-client v4 and v2, browsers)"
 shopt -s nullglob
 js_tests=(tests/js/*.test.mjs)
 if [ ${#js_tests[@]} -gt 0 ]; then
-  SFU_LITE_BIN="$BIN" isolated node --test --test-concurrency=1 "${js_tests[@]}"
+  isolated node --test --test-concurrency=1 "${js_tests[@]}"
 fi
 
 log "all tests passed"

@@ -179,14 +179,14 @@ mod tests {
     fn send_log_measures_latency_and_ignores_stale_slots() {
         let log = SendLog::default();
         log.record(7, 1_000_000);
-        assert_eq!(log.latency_us(7, 3_500_000, 1_000_000_000), Some(2_500));
+        assert_eq!(log.latency_us(7, 3_500_001, 1_000_000_000), Some(2_500));
         assert_eq!(log.latency_us(8, 3_500_000, 1_000_000_000), None);
         assert_eq!(log.latency_us(7, 5_000_000_000, 1_000_000_000), None);
         // A later packet in the same slot replaces the older one.
-        log.record(7 + 4096, 2_000_000);
+        log.record(7 + 4096, 2_000_001);
         assert_eq!(log.latency_us(7, 3_500_000, 1_000_000_000), None);
         assert_eq!(
-            log.latency_us(7 + 4096, 3_000_000, 1_000_000_000),
+            log.latency_us(7 + 4096, 3_000_001, 1_000_000_000),
             Some(1_000)
         );
     }

@@ -1,6 +1,6 @@
 // Starts the sfu-lite binary for Node tests (signaling and browser tests share this helper).
 //
-// The binary is `SFU_LITE_BIN`, or `target/debug/sfu-lite` of this checkout. It listens on
+// The binary is `SFU_BIN`, or `target/debug/sfu-lite` of this checkout. It listens on
 // 127.0.0.1 with an ephemeral port unless `args` names `--listen`; the port is read from the
 // stdout line `sfu-lite listening on http://localhost:PORT/`. Every wait is bounded.
 
@@ -12,7 +12,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** The server binary the tests run. */
 export function serverBin() {
-  return process.env.SFU_LITE_BIN || path.resolve(here, '../../../target/debug/sfu-lite');
+  return process.env.SFU_BIN || path.resolve(here, '../../../target/debug/sfu-lite');
 }
 
 /**
@@ -24,10 +24,8 @@ export function serverBin() {
  */
 export function startServer({ args = [], env = {}, timeoutMs = 20000 } = {}) {
   const listen = args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
-  // SFU_LITE_BIN names the binary for the tests; the server would read it as a config field.
-  const { SFU_LITE_BIN: _bin, ...inherited } = process.env;
   const proc = spawn(serverBin(), ['serve', ...listen, ...args], {
-    env: { ...inherited, ...env },
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
