@@ -10,9 +10,13 @@ use std::time::Duration;
 use media_support::*;
 use sfu_lite::config::Config;
 use sfu_lite::sfu::{IceCandidateInit, PcKind, PublishedTrack, SfuError, SfuEvent, Source};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
+use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
 use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
@@ -166,6 +170,107 @@ async fn bad_sdp_and_bad_candidates_get_typed_errors_and_the_participant_survive
     .unwrap();
     p.leave().await;
     let _ = client_pc.close().await;
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}
+
+/// A publisher that re-offers at once (a second track right after the first answer) still
+/// connects: the server must not take the re-offer for an ICE restart because its own ICE
+/// start from the first offer has not run yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_reoffer_right_after_the_first_answer_still_connects() {
+    let (sfu, metrics) = sfu().await;
+    let (events_tx, mut events) = mpsc::channel(64);
+    let p = sfu.join("reoffer", "pat", events_tx).await.unwrap();
+    let (media, registry) = sfu_lite::sfu::transport::engine_and_interceptors().unwrap();
+    let mut settings = SettingEngine::default();
+    sfu_lite::sfu::transport::loopback_only(&mut settings, false);
+    let api = APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build();
+    let pc = api
+        .new_peer_connection(RTCConfiguration::default())
+        .await
+        .unwrap();
+    let (cand_tx, mut cands) = mpsc::unbounded_channel();
+    pc.on_ice_candidate(Box::new(move |c: Option<RTCIceCandidate>| {
+        if let Some(json) = c.and_then(|c| c.to_json().ok()) {
+            let _ = cand_tx.send(json);
+        }
+        Box::pin(async {})
+    }));
+    let (state_tx, mut state) = watch::channel(RTCPeerConnectionState::New);
+    pc.on_peer_connection_state_change(Box::new(move |s| {
+        state_tx.send_replace(s);
+        Box::pin(async {})
+    }));
+    let mut declared = Vec::new();
+    for (kind, source) in [
+        (RTPCodecType::Audio, Source::Microphone),
+        (RTPCodecType::Video, Source::Camera),
+    ] {
+        let t = pc
+            .add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    send_encodings: vec![],
+                }),
+            )
+            .await
+            .unwrap();
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer).await.unwrap();
+        declared.push(PublishedTrack {
+            mid: t.mid().unwrap().to_string(),
+            source,
+        });
+        let sdp = pc.local_description().await.unwrap().sdp;
+        let answer = p.publish_offer(sdp, declared.clone()).await.unwrap();
+        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(WAIT, async {
+        loop {
+            tokio::select! {
+                Some(c) = cands.recv() => {
+                    let c = IceCandidateInit {
+                        candidate: c.candidate,
+                        sdp_mid: c.sdp_mid,
+                        sdp_mline_index: c.sdp_mline_index,
+                        username_fragment: None,
+                    };
+                    p.add_candidate(PcKind::Publisher, Some(c)).await.unwrap();
+                }
+                Some(e) = events.recv() => match e {
+                    SfuEvent::Candidate { pc: PcKind::Publisher, candidate } => {
+                        let init = RTCIceCandidateInit {
+                            candidate: candidate.candidate,
+                            sdp_mid: candidate.sdp_mid,
+                            sdp_mline_index: candidate.sdp_mline_index,
+                            username_fragment: candidate.username_fragment,
+                        };
+                        pc.add_ice_candidate(init).await.unwrap();
+                    }
+                    SfuEvent::Closed { reason } => panic!("media closed: {reason}"),
+                    _ => {}
+                },
+                changed = state.changed() => {
+                    changed.unwrap();
+                    if *state.borrow() == RTCPeerConnectionState::Connected {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("the publisher connection comes up after the re-offer");
+    p.leave().await;
+    let _ = pc.close().await;
     assert_gauges_return_to_zero(&metrics, &sfu).await;
     sfu.close().await;
 }

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
 use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
+use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
@@ -43,6 +44,9 @@ pub use record::{Received, StreamRecord};
 use crate::sfu::transport::{engine_and_interceptors, loopback_only};
 use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, Sfu, Source, TrackInfo};
 use link::{Inbound, Link, Outbound};
+
+/// How long a re-offer waits for the subscriber connection's ICE to start (see `drive`).
+const ICE_START_WAIT: Duration = Duration::from_secs(10);
 
 /// One track to publish.
 #[derive(Debug, Clone)]
@@ -214,6 +218,17 @@ impl HeadlessPeer {
                 }
             }));
         }
+        // webrtc-rs hands a connection's remote ICE credentials to its agent only when the
+        // queued transport start runs. A re-offer applied before then looks like an ICE restart
+        // (empty credentials != the offer's): the agent restarts with a new local ufrag the
+        // server never learns, and the connection never comes up. `drive` waits for this.
+        let (ice_started_tx, ice_started) = watch::channel(false);
+        subscriber.on_ice_connection_state_change(Box::new(move |state| {
+            if state != RTCIceConnectionState::New {
+                ice_started_tx.send_replace(true);
+            }
+            Box::pin(async {})
+        }));
         let (track_tx, mut track_rx) = mpsc::unbounded_channel();
         subscriber.on_track(Box::new(move |track, _receiver, transceiver| {
             let mid = transceiver.mid().map(|m| m.to_string()).unwrap_or_default();
@@ -331,6 +346,7 @@ impl HeadlessPeer {
             inbound,
             publisher.clone(),
             subscriber.clone(),
+            ice_started,
             shared.clone(),
         )));
         if let Some(offer) = publish_offer {
@@ -491,6 +507,7 @@ async fn drive(
     mut inbound: mpsc::UnboundedReceiver<Inbound>,
     publisher: Arc<RTCPeerConnection>,
     subscriber: Arc<RTCPeerConnection>,
+    mut subscriber_ice_started: watch::Receiver<bool>,
     shared: Arc<Shared>,
 ) {
     let mut early: HashMap<PcKind, Vec<RTCIceCandidateInit>> = HashMap::new();
@@ -525,6 +542,16 @@ async fn drive(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(tracks);
+                }
+                if subscriber.current_remote_description().await.is_some() {
+                    // A re-offer: the first negotiation's ICE start must have run (see `start`).
+                    if !*subscriber_ice_started.borrow() {
+                        tracing::debug!("re-offer waits for the subscriber ICE start");
+                    }
+                    let started = subscriber_ice_started.wait_for(|s| *s);
+                    if tokio::time::timeout(ICE_START_WAIT, started).await.is_err() {
+                        tracing::warn!("subscriber ICE has not started; applying the re-offer");
+                    }
                 }
                 let answer = async {
                     subscriber

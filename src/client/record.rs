@@ -54,6 +54,7 @@ pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid
             }
         }
     };
+    tracing::debug!(%mid, ssrc = track.ssrc(), participant = %key.0, source = ?key.1, "receiving track");
     let mime = track.codec().capability.mime_type;
     let vp8 = mime.eq_ignore_ascii_case(webrtc::api::media_engine::MIME_TYPE_VP8);
     let mut paused = shared.paused.subscribe();
@@ -62,8 +63,12 @@ pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid
         if paused.wait_for(|p| !*p).await.is_err() {
             return;
         }
-        let Ok((pkt, _)) = track.read(&mut buf).await else {
-            return;
+        let pkt = match track.read(&mut buf).await {
+            Ok((pkt, _)) => pkt,
+            Err(e) => {
+                tracing::debug!(%mid, ssrc = track.ssrc(), error = %e, "received track ended");
+                return;
+            }
         };
         let now = Instant::now();
         if let Some(hook) = &shared.on_packet {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use webrtc::ice::candidate::candidate_base::unmarshal_candidate;
 use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
+use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -90,6 +91,8 @@ pub(crate) struct Peer {
     /// The room changed while an offer was out: reconcile again after the answer.
     dirty: AtomicBool,
     closed: AtomicBool,
+    /// The publisher's ICE has started (left `New`); see `publish_offer`.
+    publisher_ice_started: watch::Sender<bool>,
     shutdown: watch::Sender<bool>,
     timers_started: [AtomicBool; 2],
     tasks: TaskSet,
@@ -134,6 +137,7 @@ impl Peer {
             sub: tokio::sync::Mutex::default(),
             dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            publisher_ice_started: watch::channel(false).0,
             shutdown: watch::channel(false).0,
             timers_started: [AtomicBool::new(false), AtomicBool::new(false)],
             tasks: TaskSet::default(),
@@ -163,6 +167,14 @@ impl Peer {
                 Box::pin(async {})
             }));
         }
+        let weak = Arc::downgrade(self);
+        self.publisher
+            .on_ice_connection_state_change(Box::new(move |state| {
+                if let (Some(peer), true) = (weak.upgrade(), state != RTCIceConnectionState::New) {
+                    peer.publisher_ice_started.send_replace(true);
+                }
+                Box::pin(async {})
+            }));
         let weak: Weak<Self> = Arc::downgrade(self);
         self.publisher
             .on_track(Box::new(move |track, _receiver, transceiver| {
@@ -297,6 +309,9 @@ impl Peer {
             return Err(SfuError::TooManyTracks(max));
         }
         lock(&self.declared).extend(tracks.into_iter().map(|t| (t.mid, t.source)));
+        if self.publisher.current_remote_description().await.is_some() {
+            self.wait_publisher_ice_start().await;
+        }
         self.publisher
             .set_remote_description(offer)
             .await
@@ -318,6 +333,22 @@ impl Peer {
         local
             .map(|d| d.sdp)
             .ok_or_else(|| SfuError::Internal("no local description".into()))
+    }
+
+    /// webrtc-rs 0.17 gives the ICE agent the remote credentials only when the transport start
+    /// queued by the first offer runs. A re-offer applied before then compares its ufrag with
+    /// empty credentials, takes it for an ICE restart and restarts the agent with new local
+    /// credentials the client never learns: the connection never comes up. So a re-offer waits
+    /// for ICE to have started (bounded by the connect timeout, which fails the peer anyway).
+    async fn wait_publisher_ice_start(&self) {
+        let mut started = self.publisher_ice_started.subscribe();
+        let limit = Duration::from_secs(self.shared.config.connect_timeout_secs);
+        if tokio::time::timeout(limit, started.wait_for(|s| *s))
+            .await
+            .is_err()
+        {
+            tracing::warn!(participant = %self.id, room = %self.room.id, "publisher ICE has not started; applying the re-offer");
+        }
     }
 
     /// Applies the client's answer to the pending subscriber offer.

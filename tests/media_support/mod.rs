@@ -17,8 +17,17 @@ pub fn media_config() -> MediaConfig {
     Config::embedded().media
 }
 
+/// Logs (also webrtc-rs's `log` records) go to the test's output, filtered by `RUST_LOG`.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 /// An SFU whose media socket is an ephemeral loopback UDP port.
 pub async fn sfu_with(config: MediaConfig) -> (Sfu, Arc<Metrics>) {
+    init_tracing();
     let metrics = Metrics::new();
     let sfu = Sfu::new(&config, "127.0.0.1:0".parse().unwrap(), metrics.clone())
         .await
