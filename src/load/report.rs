@@ -30,8 +30,8 @@ pub struct Summary {
     pub peers_failed: usize,
     /// Socket.IO connect → join acknowledged.
     pub join_ms: Percentiles,
-    /// Join acknowledged → first packet of a remote video keyframe (for runs without video:
-    /// first packet of any remote media).
+    /// Per subscription: the subscriber offer that first listed a remote stream → the first
+    /// packet of its first keyframe (runs without video: its first packet).
     pub first_frame_ms: Percentiles,
     /// Per packet, send → receive, matched by (publisher track, RTP sequence number).
     pub latency_ms: Percentiles,

@@ -13,7 +13,6 @@ use super::args::{LoadArgs, VideoSpec};
 use super::report::{Summary, TimelinePoint};
 use super::server_probe::ServerProbe;
 use super::stats::{since_epoch_ns, Samples, SendLog, StreamStats};
-use crate::client::codec::vp8_is_keyframe;
 use crate::client::{HeadlessPeer, Hooks, MediaSource, PeerOptions, TrackSpec};
 use crate::sfu::Source;
 
@@ -79,8 +78,6 @@ struct PeerState {
     streams: HashMap<String, HashMap<Source, Stream>>,
     latency_us: SamplesCell,
     interval_latency_us: SamplesCell,
-    joined_at: Option<Instant>,
-    first_frame: Option<Instant>,
 }
 
 /// `Samples` wrapped so `PeerState` can derive `Debug`/`Default`.
@@ -98,8 +95,6 @@ impl std::fmt::Debug for SamplesCell {
 struct Observer {
     registry: Arc<Registry>,
     totals: Arc<Totals>,
-    /// Whether anyone publishes video: then "first frame" means a video keyframe.
-    video: bool,
     state: Mutex<PeerState>,
 }
 
@@ -116,17 +111,6 @@ impl Observer {
         self.totals.bytes.fetch_add(len as u64, Ordering::Relaxed);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let state = &mut *state;
-        if state.first_frame.is_none() {
-            let is_frame = if self.video {
-                matches!(source, Source::Camera | Source::Screen)
-                    && vp8_is_keyframe(&packet.payload)
-            } else {
-                true
-            };
-            if is_frame {
-                state.first_frame = Some(at);
-            }
-        }
         if !state.streams.contains_key(publisher) {
             state.streams.insert(publisher.to_string(), HashMap::new());
         }
@@ -218,7 +202,6 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
         let observer = Arc::new(Observer {
             registry: registry.clone(),
             totals: totals.clone(),
-            video,
             state: Mutex::default(),
         });
         let tracks = tracks(args, i < publishers);
@@ -265,11 +248,6 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
                 Ok(Ok(peer)) => {
                     // Registered at once so the others match its packets from the first one.
                     registry.add(peer.id(), sends.clone());
-                    observer
-                        .state
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .joined_at = Some(Instant::now());
                     Ok(Joined {
                         peer,
                         observer,
@@ -356,13 +334,25 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
     };
     let mut latency = Samples::default();
     let mut first_frame = Samples::default();
+    for j in &peers {
+        // Per subscription: from the subscriber offer that first listed the stream to its first
+        // keyframe (audio: first packet), so early joiners are not charged for waiting for
+        // the others to arrive.
+        for ((_, source), rec) in j.peer.received() {
+            let first = match source {
+                Source::Camera | Source::Screen => rec.first_keyframe_at,
+                Source::Microphone | Source::ScreenAudio if !video => rec.first_packet_at,
+                _ => None,
+            };
+            if let (Some(offered), Some(first)) = (rec.offered_at, first) {
+                first_frame.record(first.saturating_duration_since(offered).as_millis() as u64);
+            }
+        }
+    }
     let (mut streams, mut jitter_ms_sum) = (0u64, 0.0);
     for j in &peers {
         let s = j.observer.state.lock().unwrap_or_else(|e| e.into_inner());
         latency.merge(&s.latency_us.0);
-        if let (Some(joined), Some(first)) = (s.joined_at, s.first_frame) {
-            first_frame.record(first.saturating_duration_since(joined).as_millis() as u64);
-        }
         for stream in s.streams.values().flat_map(|m| m.values()) {
             streams += 1;
             summary.recv_packets += stream.stats.received;
