@@ -19,20 +19,7 @@ async fn three_participants_receive_every_track_contiguous_and_byte_identical() 
         let opts = publishing(vec![video(100, 1000), audio(50, 160)]);
         peers.push(join(&sfu, "three", id, opts).await);
     }
-    for rx in &peers {
-        for tx in &peers {
-            if rx.id() == tx.id() {
-                continue;
-            }
-            let who = tx.id().to_string();
-            rx.wait_until(WAIT, &format!("media from {who}"), |p| {
-                packets_from(p, &who, Source::Camera) >= 100
-                    && packets_from(p, &who, Source::Microphone) >= 50
-            })
-            .await
-            .unwrap();
-        }
-    }
+    wait_for_media_between(&peers, 100, 50).await;
     for rx in &peers {
         for tx in &peers {
             if rx.id() != tx.id() {

@@ -72,20 +72,7 @@ async fn three_participants_over_socketio_receive_real_vp8_and_opus_byte_identic
     for name in ["alice", "bob", "carol"] {
         peers.push(join(&url, "standup", name, fixtures()).await);
     }
-    for rx in &peers {
-        for tx in &peers {
-            if rx.id() == tx.id() {
-                continue;
-            }
-            let who = tx.id().to_string();
-            rx.wait_until(WAIT, &format!("media from {who}"), |p| {
-                packets_from(p, &who, Source::Camera) >= 60
-                    && packets_from(p, &who, Source::Microphone) >= 50
-            })
-            .await
-            .unwrap();
-        }
-    }
+    wait_for_media_between(&peers, 60, 50).await;
     for rx in &peers {
         for tx in &peers {
             if rx.id() != tx.id() {

@@ -84,6 +84,25 @@ pub fn packets_from(receiver: &HeadlessPeer, publisher: &str, source: Source) ->
 /// Asserts that what `receiver` got from `publisher`'s `source` is a run of consecutive
 /// sequence numbers whose payloads are byte-identical (by fingerprint) to what was sent.
 /// Returns how many packets were checked.
+/// Waits (bounded by `WAIT` per pair) until every peer has received at least `video` camera and
+/// `audio` microphone packets from every other peer.
+pub async fn wait_for_media_between(peers: &[HeadlessPeer], video: u64, audio: u64) {
+    for rx in peers {
+        for tx in peers {
+            if rx.id() == tx.id() {
+                continue;
+            }
+            let who = tx.id().to_string();
+            rx.wait_until(WAIT, &format!("media from {who}"), |p| {
+                packets_from(p, &who, Source::Camera) >= video
+                    && packets_from(p, &who, Source::Microphone) >= audio
+            })
+            .await
+            .unwrap();
+        }
+    }
+}
+
 pub fn assert_contiguous_and_identical(
     receiver: &HeadlessPeer,
     publisher: &HeadlessPeer,
