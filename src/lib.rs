@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: the embedded default config, file and environment layers.
-//! - [`server`]: start-up and ordered shutdown of everything below.
+//! - [`server`]: start-up and ordered shutdown of everything below; [`conntrack`] counts
+//!   open client connections so shutdown can wait for clients to hang up.
 //! - [`http`]: routes only — the web client, `/healthz`, `/metrics`, the Socket.IO layer.
 //! - [`signal`]: Socket.IO. The tutorial's protocol on `/`, rooms and media negotiation on
 //!   `/rooms`; validation, limits and the one error shape. Knows nothing of RTP.
@@ -27,6 +28,7 @@
 
 pub mod client;
 pub mod config;
+pub mod conntrack;
 pub mod http;
 pub mod load;
 pub mod metrics;

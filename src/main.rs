@@ -85,6 +85,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if let Some(dir) = args.static_dir {
         config.server.static_dir = dir.display().to_string();
     }
+    let stop = shutdown_signal();
     let server = match sfu_lite::server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -94,23 +95,29 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     // Printed on stdout (not only logged) so people and scripts see where to go.
     println!("sfu-lite listening on {}", server.url());
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT handlers at once, so a signal sent as soon as the address is
+/// printed is not lost to the default action, and returns what resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum_server::tls_rustls::RustlsConfig;
-use socketioxide::SocketIo;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::conntrack::{Connections, TrackedAcceptor};
+use crate::http;
 use crate::metrics::Metrics;
 use crate::sfu::Sfu;
-use crate::{http, signal};
+use crate::signal::{self, Signaling};
 
 /// A started server. Dropping it does not stop it: call [`RunningServer::shutdown`].
 pub struct RunningServer {
@@ -25,9 +25,10 @@ pub struct RunningServer {
     pub scheme: &'static str,
     pub metrics: Arc<Metrics>,
     pub sfu: Sfu,
-    io: SocketIo,
+    signaling: Signaling,
+    connections: Connections,
     grace: Duration,
-    stop: watch::Sender<bool>,
+    http: axum_server::Handle,
     serve: JoinHandle<std::io::Result<()>>,
 }
 
@@ -43,39 +44,24 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let sfu = Sfu::new(&config.media, local_addr, metrics.clone())
         .await
         .context("cannot start media transport")?;
-    let (layer, io) = signal::build(config.clone(), sfu.clone(), metrics.clone());
+    let (layer, signaling) = signal::build(config.clone(), sfu.clone(), metrics.clone());
     let static_dir = Some(config.server.static_dir.trim())
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);
     let app = http::router(layer, metrics.clone(), static_dir);
 
-    let (stop, mut stopped) = watch::channel(false);
+    let connections = Connections::default();
     let tls = tls_config(&config).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp(listener).handle(handle.clone());
+    let tracked = TrackedAcceptor(connections.clone());
+    let app = app.into_make_service();
     let serve = match tls {
-        None => {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    })
-                    .await
-            })
-        }
+        None => tokio::spawn(server.acceptor(tracked).serve(app)),
         Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-                h.graceful_shutdown(None);
-            });
-            tokio::spawn(async move {
-                axum_server::from_tcp_rustls(listener, tls)
-                    .handle(handle)
-                    .serve(app.into_make_service())
-                    .await
-            })
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(tracked);
+            tokio::spawn(server.acceptor(acceptor).serve(app))
         }
     };
     tracing::info!(%local_addr, scheme, "listening");
@@ -84,9 +70,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         scheme,
         metrics,
         sfu,
-        io,
+        signaling,
+        connections,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
-        stop,
+        http: handle,
         serve,
     })
 }
@@ -103,19 +90,27 @@ impl RunningServer {
         format!("{}://{}:{}/", self.scheme, host, self.local_addr.port())
     }
 
-    /// Stops accepting, tells connected clients, closes media, and waits at most the configured
-    /// grace period for connections to drain.
+    /// Tells connected clients, waits until they have hung up, stops accepting and closes media,
+    /// at most the configured grace period in all.
     pub async fn shutdown(self) {
         let deadline = tokio::time::Instant::now() + self.grace;
-        let _ = self.stop.send(true);
         let drain = async {
-            signal::shutdown(&self.io).await;
+            self.signaling.shutdown().await;
             self.sfu.close().await;
-            let _ = self.serve.await;
+            // Still accepting here: a polling client needs a fresh request (sometimes a fresh
+            // connection) to fetch the notice, and a WebSocket upgrade may be half done.
+            self.connections.all_idle().await;
         };
         if tokio::time::timeout_at(deadline, drain).await.is_err() {
-            tracing::warn!("shutdown grace period over; exiting with connections still open");
+            tracing::warn!(
+                busy = self.connections.busy(),
+                "shutdown grace period over; closing the connections still open"
+            );
         }
+        // Stops accepting; idle keep-alive connections close at once.
+        self.http.graceful_shutdown(Some(Duration::from_secs(1)));
+        self.signaling.close_transports().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.serve).await;
     }
 }
 

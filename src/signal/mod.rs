@@ -14,6 +14,7 @@ mod rooms;
 mod session;
 mod tutorial;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use socketioxide::layer::SocketIoLayer;
@@ -26,8 +27,14 @@ use crate::sfu::Sfu;
 /// The namespace of rooms and media.
 pub const ROOMS_NAMESPACE: &str = "/rooms";
 
+/// The signaling layer's handle: its Socket.IO instance and what shutdown needs.
+pub struct Signaling {
+    io: SocketIo,
+    ctx: Arc<session::Ctx>,
+}
+
 /// Builds the Socket.IO layer with every namespace and handler installed.
-pub fn build(config: Arc<Config>, sfu: Sfu, metrics: Arc<Metrics>) -> (SocketIoLayer, SocketIo) {
+pub fn build(config: Arc<Config>, sfu: Sfu, metrics: Arc<Metrics>) -> (SocketIoLayer, Signaling) {
     // The transport lets a few oversized payloads through so they can be refused politely with
     // `payload_too_large`; far bigger ones close the connection at the Engine.IO layer.
     let max = config.signaling.max_message_bytes as u64;
@@ -37,44 +44,57 @@ pub fn build(config: Arc<Config>, sfu: Sfu, metrics: Arc<Metrics>) -> (SocketIoL
         .ws_max_message_size(transport_max as usize)
         .ws_max_frame_size(transport_max as usize)
         .build_layer();
-    let ctx = Arc::new(session::Ctx { config, metrics });
+    let ctx = Arc::new(session::Ctx {
+        config,
+        metrics,
+        closing: AtomicBool::new(false),
+    });
     io.ns(
         "/",
         session::Connector(tutorial::Tutorial::new(ctx.clone())),
     );
     io.ns(
         ROOMS_NAMESPACE,
-        session::Connector(rooms::Rooms::new(ctx, sfu)),
+        session::Connector(rooms::Rooms::new(ctx.clone(), sfu)),
     );
-    (layer, io)
+    (layer, Signaling { io, ctx })
 }
 
-/// Server shutdown: tells every connected client (`error {code: "server_shutdown"}`),
-/// disconnects it, and waits until its session has cleaned up.
-pub async fn shutdown(io: &SocketIo) {
-    let mut handles = Vec::new();
-    for ns in ["/", ROOMS_NAMESPACE] {
-        if let Some(ops) = io.of(ns) {
-            for socket in ops.sockets() {
-                handles.extend(session::shut(&socket));
+impl Signaling {
+    /// First step of server shutdown: refuses new sockets, tells every connected client
+    /// (`error {code: "server_shutdown"}`), disconnects it from its namespace, and waits until
+    /// each session has cleaned up.
+    ///
+    /// The transports stay open on purpose: what is queued (the notice, the disconnect) still
+    /// has to reach the client, possibly over a polling-to-WebSocket upgrade in progress, and
+    /// closing the transport now would drop it. The official clients hang up by themselves once
+    /// their last namespace is gone; [`Signaling::close_transports`] is for those that do not.
+    pub async fn shutdown(&self) {
+        self.ctx.closing.store(true, Ordering::Relaxed);
+        let mut handles = Vec::new();
+        for ns in ["/", ROOMS_NAMESPACE] {
+            if let Some(ops) = self.io.of(ns) {
+                for socket in ops.sockets() {
+                    handles.extend(session::shut(&socket));
+                }
             }
         }
-    }
-    tracing::info!(sockets = handles.len(), "signaling shutting down");
-    // Closing every transport flushes what is queued (the notice, the disconnect) before the
-    // process exits, and leaves no namespace to connect to. Bounded: a polling transport's
-    // closure waits for the client's next request.
-    let transports = tokio::time::timeout(TRANSPORT_CLOSE, io.close());
-    let sessions = async {
+        tracing::info!(sockets = handles.len(), "signaling shutting down");
         for handle in handles {
             handle.stop().await;
         }
-    };
-    let (closed, ()) = tokio::join!(transports, sessions);
-    if closed.is_err() {
-        tracing::debug!("some transports did not close in time");
+    }
+
+    /// Last step of server shutdown: closes whatever transport is still open.
+    pub async fn close_transports(&self) {
+        if tokio::time::timeout(TRANSPORT_CLOSE, self.io.close())
+            .await
+            .is_err()
+        {
+            tracing::debug!("some transports did not close in time");
+        }
     }
 }
 
-/// How long shutdown waits for transports to flush and close.
-const TRANSPORT_CLOSE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long the last step waits for transports to close.
+const TRANSPORT_CLOSE: std::time::Duration = std::time::Duration::from_secs(1);

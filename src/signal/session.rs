@@ -43,6 +43,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Ctx {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// Set when shutdown begins: new namespace connections are refused from then on.
+    pub closing: std::sync::atomic::AtomicBool,
 }
 
 /// One namespace's behaviour, plugged into the shared plumbing.
@@ -99,14 +101,21 @@ impl<S: Service> ConnectHandler<socketioxide::adapter::LocalAdapter, ViaConnecto
     }
 }
 
-/// Refusal of a connection beyond `server.max_connections`, sent as `connect_error`.
+/// Refusal of a namespace connection, sent as `connect_error`.
 #[derive(Debug, thiserror::Error)]
-#[error("server_full: the server has {0} connections, its limit")]
-pub(crate) struct ServerFull(usize);
+pub(crate) enum Refused {
+    #[error("server_full: the server has {0} connections, its limit")]
+    Full(usize),
+    #[error("server_shutdown: the server is shutting down")]
+    ShuttingDown,
+}
 
 impl<S: Service> Connector<S> {
-    fn admit(&self, s: Arc<Socket>) -> Result<(), ServerFull> {
+    fn admit(&self, s: Arc<Socket>) -> Result<(), Refused> {
         let ctx = self.0.ctx().clone();
+        if ctx.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Refused::ShuttingDown);
+        }
         let max = ctx.config.server.max_connections;
         let gauge = GaugeGuard::new(&ctx.metrics, |m| &m.sockets);
         if ctx
@@ -116,7 +125,7 @@ impl<S: Service> Connector<S> {
             > max as i64
         {
             tracing::warn!(sid = %s.id, ns = s.ns(), max, "connection refused: server full");
-            return Err(ServerFull(max));
+            return Err(Refused::Full(max));
         }
         let front = Arc::new(Front {
             gate: Mutex::new(Gate::new(&ctx.config.signaling, Instant::now())),
@@ -351,8 +360,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `error {code: "server_shutdown"}` to every socket of `ns`, then disconnect; returns the
-/// handles to await.
+/// Queues `error {code: "server_shutdown"}` and a namespace disconnect on `socket`; returns its
+/// session handle to await.
 pub(crate) fn shut(socket: &SocketRef) -> Option<Arc<Handle>> {
     let err = SignalError::new(ErrorCode::ServerShutdown, "", "the server is shutting down");
     let _ = socket.emit("error", &err);

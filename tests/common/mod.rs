@@ -22,6 +22,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub fn config() -> Config {
     let mut c = Config::embedded();
     c.server.listen = "127.0.0.1:0".parse().unwrap();
+    // This Rust Socket.IO client does not hang up when the server disconnects it (the official
+    // JS clients do), so shutdown waits out the grace period for it: keep that short.
+    c.server.shutdown_grace_secs = 1;
     c
 }
 

@@ -147,7 +147,7 @@ test('a v2 client joins a room on /rooms and chats with a v4 client', async () =
   fresh.close();
 });
 
-test('on SIGTERM clients are told server_shutdown and disconnected', async () => {
+test('on SIGTERM clients are told server_shutdown, then disconnected', async () => {
   const own = await startServer();
   const client = ioV4(own.url, { forceNew: true, reconnection: false });
   await next(client, 'ready');
