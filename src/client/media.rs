@@ -3,7 +3,7 @@
 //! looped and paced by their frame times. Every packet sent is written with our own sequence
 //! number through a `TrackLocalStaticRTP`, so sends can be matched to receives by sequence.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,9 +39,39 @@ pub enum MediaSource {
     },
     /// Real VP8 frames from an IVF file, looped. A keyframe request restarts the clip (frame 0
     /// is its only keyframe).
-    Vp8File(PathBuf),
+    Vp8File(ClipFile),
     /// Real Opus packets from an Ogg file, looped.
-    OpusFile(PathBuf),
+    OpusFile(ClipFile),
+}
+
+/// Where a clip's bytes come from.
+#[derive(Clone, Debug)]
+pub enum ClipFile {
+    /// A file on disk.
+    Path(PathBuf),
+    /// Compiled into the binary, so `sfu-lite load` works wherever the binary is installed.
+    Embedded {
+        name: &'static str,
+        bytes: &'static [u8],
+    },
+}
+
+impl ClipFile {
+    fn open(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        Ok(match self {
+            Self::Path(p) => Box::new(std::io::BufReader::new(std::fs::File::open(p)?)),
+            Self::Embedded { bytes, .. } => Box::new(*bytes),
+        })
+    }
+}
+
+impl std::fmt::Display for ClipFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Path(p) => write!(f, "{}", p.display()),
+            Self::Embedded { name, .. } => write!(f, "{name} (built in)"),
+        }
+    }
 }
 
 impl MediaSource {
@@ -49,20 +79,20 @@ impl MediaSource {
         matches!(self, Self::SyntheticVideo { .. } | Self::Vp8File(_))
     }
 
-    /// The committed fixtures (`tests/fixtures/`), relative to the crate root.
+    /// The committed fixtures (`tests/fixtures/`, see its README), compiled in.
     pub fn fixture_vp8() -> Self {
-        Self::Vp8File(fixture("video-320x240-vp8.ivf"))
+        Self::Vp8File(ClipFile::Embedded {
+            name: "video-320x240-vp8.ivf",
+            bytes: include_bytes!("../../tests/fixtures/video-320x240-vp8.ivf"),
+        })
     }
 
     pub fn fixture_opus() -> Self {
-        Self::OpusFile(fixture("audio-48k-opus.ogg"))
+        Self::OpusFile(ClipFile::Embedded {
+            name: "audio-48k-opus.ogg",
+            bytes: include_bytes!("../../tests/fixtures/audio-48k-opus.ogg"),
+        })
     }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
 }
 
 /// What one published track sent: every packet's sequence number and payload fingerprint (when
@@ -127,11 +157,9 @@ struct Clip {
     clock_rate: u32,
 }
 
-fn load_ivf(path: &Path) -> std::io::Result<Clip> {
-    let bad = |e: &dyn std::fmt::Display| std::io::Error::other(format!("{}: {e}", path.display()));
-    let file = std::fs::File::open(path)?;
-    let (mut reader, header) =
-        IVFReader::new(std::io::BufReader::new(file)).map_err(|e| bad(&e))?;
+fn load_ivf(file: &ClipFile) -> std::io::Result<Clip> {
+    let bad = |e: &dyn std::fmt::Display| std::io::Error::other(format!("{file}: {e}"));
+    let (mut reader, header) = IVFReader::new(file.open()?).map_err(|e| bad(&e))?;
     let (num, den) = (
         header.timebase_numerator.max(1) as u64,
         header.timebase_denominator.max(1) as u64,
@@ -153,11 +181,9 @@ fn load_ivf(path: &Path) -> std::io::Result<Clip> {
     })
 }
 
-fn load_ogg(path: &Path) -> std::io::Result<Clip> {
-    let bad = |e: &dyn std::fmt::Display| std::io::Error::other(format!("{}: {e}", path.display()));
-    let file = std::fs::File::open(path)?;
-    let (mut reader, _header) =
-        OggReader::new(std::io::BufReader::new(file), true).map_err(|e| bad(&e))?;
+fn load_ogg(file: &ClipFile) -> std::io::Result<Clip> {
+    let bad = |e: &dyn std::fmt::Display| std::io::Error::other(format!("{file}: {e}"));
+    let (mut reader, _header) = OggReader::new(file.open()?, true).map_err(|e| bad(&e))?;
     let mut frames = Vec::new();
     let mut last_granule = 0u64;
     while let Ok((page, h)) = reader.parse_next_page() {
@@ -328,7 +354,10 @@ mod tests {
 
     #[test]
     fn fixtures_load_with_sensible_timing() {
-        let v = load_ivf(&fixture("video-320x240-vp8.ivf")).unwrap();
+        let MediaSource::Vp8File(video) = MediaSource::fixture_vp8() else {
+            unreachable!()
+        };
+        let v = load_ivf(&video).unwrap();
         assert!(v.frames.len() >= 60, "{} frames", v.frames.len());
         assert!(super::super::codec::vp8_is_keyframe(
             &Vp8Payloader::default()
@@ -336,7 +365,10 @@ mod tests {
                 .unwrap()[0]
         ));
         assert!(v.length >= Duration::from_secs(2));
-        let a = load_ogg(&fixture("audio-48k-opus.ogg")).unwrap();
+        let MediaSource::OpusFile(audio) = MediaSource::fixture_opus() else {
+            unreachable!()
+        };
+        let a = load_ogg(&audio).unwrap();
         assert!(a.frames.len() >= 100, "{} pages", a.frames.len());
         assert_eq!(a.frames[1].1 - a.frames[0].1, Duration::from_millis(20));
     }

@@ -38,7 +38,7 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
 pub use link::{join_rooms, ServerError};
 pub use loss::LossSpec;
-pub use media::{MediaSource, SentLog, SentPacket};
+pub use media::{ClipFile, MediaSource, SentLog, SentPacket};
 pub use record::{Received, StreamRecord};
 
 use crate::sfu::transport::{engine_and_interceptors, loopback_only};
