@@ -1,11 +1,12 @@
 //! Server shutdown: every client on both namespaces is told (`server_shutdown`), then
-//! disconnected, and every gauge is back to zero when `shutdown` returns.
+//! disconnected, and every gauge is back to zero when `shutdown` returns; while it waits for
+//! clients to hang up, new sockets are refused.
 
 mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{server, Client};
+use common::{base_url, server, server_with, Client};
 
 #[tokio::test]
 async fn shutdown_tells_every_client_then_disconnects_and_gauges_return_to_zero() {
@@ -55,4 +56,25 @@ async fn shutdown_tells_every_client_then_disconnects_and_gauges_return_to_zero(
             );
         }
     }
+}
+
+#[tokio::test]
+async fn while_shutdown_waits_for_clients_new_sockets_are_refused() {
+    // This Rust client does not hang up after the server's disconnect, so shutdown waits out
+    // the grace period for it: the window in which a newcomer knocks.
+    let server = server_with(|c| c.server.shutdown_grace_secs = 3).await;
+    let url = base_url(&server);
+    let mut stays = Client::rooms(&server).await;
+    let shutdown = tokio::spawn(server.shutdown());
+    stays.expect_error("server_shutdown").await;
+    stays.expect("close").await;
+
+    let mut late = Client::try_connect_url(url, "/rooms").await;
+    let (event, args) = late.next().await;
+    assert_eq!(event, "error", "{args:?}");
+    assert!(args[0].to_string().contains("server_shutdown"), "{args:?}");
+    tokio::time::timeout(std::time::Duration::from_secs(10), shutdown)
+        .await
+        .expect("shutdown ends within its grace period")
+        .unwrap();
 }

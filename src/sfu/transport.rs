@@ -82,10 +82,12 @@ pub fn register_codecs(media: &mut MediaEngine) -> webrtc::error::Result<()> {
     Ok(())
 }
 
-/// Packets of history each outgoing stream keeps for answering NACKs: 1,024 (seconds of video,
-/// far more than a round trip). webrtc-rs's default of 8,192 held over 200 MiB in a 16-person
-/// meeting, ~15 MiB per participant, for history no NACK ever reaches.
-const NACK_HISTORY_LOG2: u8 = 10;
+/// Packets of history each outgoing stream keeps for answering NACKs: 512, i.e. 10 s of 500 kbit/s
+/// video or ~2 s at 2.5 Mbit/s, several round trips in any case (LiveKit keeps 500 per down
+/// track). webrtc-rs's default of 8,192 held over 200 MiB in a 16-person meeting, ~15 MiB per
+/// participant, for history no NACK ever reaches; 1,024 still cost ~2.2 MiB per participant in
+/// rooms of four (docs/benchmarks.md).
+const NACK_HISTORY_LOG2: u8 = 9;
 
 /// A media engine with our codecs and the interceptors of webrtc-rs's default set (NACK
 /// generator and responder, sender/receiver reports, TWCC receiver) with a smaller NACK history.

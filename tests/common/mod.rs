@@ -101,10 +101,13 @@ impl Client {
 
     /// Connects without waiting for the namespace's answer (`connect` or `error`).
     pub async fn try_connect(server: &RunningServer, ns: &str) -> Client {
+        Self::try_connect_url(base_url(server), ns).await
+    }
+
+    /// [`Client::try_connect`] by URL, for a server already handed to `shutdown`.
+    pub async fn try_connect_url(url: String, ns: &str) -> Client {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut builder = ClientBuilder::new(base_url(server))
-            .namespace(ns)
-            .reconnect(false);
+        let mut builder = ClientBuilder::new(url).namespace(ns).reconnect(false);
         for (event, name) in [
             (Event::Connect, "connect"),
             (Event::Close, "close"),
