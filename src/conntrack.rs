@@ -170,17 +170,26 @@ where
 #[derive(Clone)]
 pub struct TrackedAcceptor(pub Connections);
 
-impl<I, S> axum_server::accept::Accept<I, S> for TrackedAcceptor {
-    type Stream = Tracked<I>;
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for TrackedAcceptor {
+    type Stream = Tracked<tokio::net::TcpStream>;
     type Service = Activity<S>;
     type Future = std::future::Ready<io::Result<(Self::Stream, Self::Service)>>;
 
-    fn accept(&self, stream: I, service: S) -> Self::Future {
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        // Signaling is small messages each way: without this, Nagle holds a frame's tail until
+        // the peer's delayed ACK (40 ms on Linux) whenever one is still unacknowledged.
+        let _ = stream.set_nodelay(true);
+        std::future::ready(Ok(Self::track(&self.0, stream, service)))
+    }
+}
+
+impl TrackedAcceptor {
+    fn track<I, S>(conns: &Connections, stream: I, service: S) -> (Tracked<I>, Activity<S>) {
         let conn = Arc::new(Conn {
-            conns: self.0.clone(),
+            conns: conns.clone(),
             upgraded: AtomicBool::new(false),
         });
-        std::future::ready(Ok((
+        (
             Tracked {
                 io: stream,
                 conn: conn.clone(),
@@ -189,14 +198,13 @@ impl<I, S> axum_server::accept::Accept<I, S> for TrackedAcceptor {
                 inner: service,
                 conn,
             },
-        )))
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum_server::accept::Accept;
     use std::time::Duration;
     use tower::{service_fn, Service, ServiceExt};
 
@@ -216,16 +224,15 @@ mod tests {
     #[tokio::test]
     async fn a_request_is_busy_until_answered_and_a_websocket_until_closed() {
         let conns = Connections::default();
-        let accept = TrackedAcceptor(conns.clone());
 
-        let (stream, mut svc) = accept.accept((), answer(200)).await.unwrap();
+        let (stream, mut svc) = TrackedAcceptor::track(&conns, (), answer(200));
         let pending = svc.ready().await.unwrap().call(http::Request::new(()));
         assert_eq!(conns.busy(), 1, "a request in flight is busy");
         pending.await.unwrap();
         assert_eq!(conns.busy(), 0, "an idle keep-alive connection is not");
         drop(stream);
 
-        let (stream, mut svc) = accept.accept((), answer(101)).await.unwrap();
+        let (stream, mut svc) = TrackedAcceptor::track(&conns, (), answer(101));
         svc.ready()
             .await
             .unwrap()
