@@ -1,6 +1,7 @@
 //! Forwarding through the SFU core with headless webrtc-rs peers joined in-process (no
 //! Socket.IO): byte-identical contiguous streams, keyframes on subscription, removal of a
-//! leaver's tracks, isolation from a stalled subscriber, and NACK recovery.
+//! leaver's tracks, isolation from a stalled subscriber, NACK recovery, and every video codec
+//! the server offers.
 
 mod media_support;
 
@@ -203,6 +204,41 @@ async fn packets_lost_towards_a_subscriber_come_back_through_nack() {
     }
     alice.leave().await;
     bob.leave().await;
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vp9_and_h264_publishers_reach_subscribers_in_their_own_codec() {
+    use webrtc::api::media_engine::{MIME_TYPE_H264, MIME_TYPE_VP9};
+    let (sfu, metrics) = sfu().await;
+    let mut publishers = Vec::new();
+    for (id, mime) in [("vp9", MIME_TYPE_VP9), ("h264", MIME_TYPE_H264)] {
+        let opts = PeerOptions {
+            video_mime: mime,
+            ..publishing(vec![video(50, 600)])
+        };
+        publishers.push((join(&sfu, "codecs", id, opts).await, mime));
+    }
+    let viewer = join(&sfu, "codecs", "viewer", PeerOptions::default()).await;
+    for (publisher, mime) in &publishers {
+        let who = publisher.id().to_string();
+        viewer
+            .wait_until(WAIT, &format!("{who}'s video"), |p| {
+                packets_from(p, &who, Source::Camera) >= 50
+            })
+            .await
+            .unwrap();
+        let got = viewer.received()[&(who.clone(), Source::Camera)]
+            .mime_type
+            .clone();
+        assert!(got.eq_ignore_ascii_case(mime), "{who}: received as {got}");
+        assert!(assert_contiguous_and_identical(&viewer, publisher, Source::Camera) >= 50);
+    }
+    viewer.leave().await;
+    for (p, _) in publishers {
+        p.leave().await;
+    }
     assert_gauges_return_to_zero(&metrics, &sfu).await;
     sfu.close().await;
 }

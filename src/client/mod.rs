@@ -31,7 +31,6 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
@@ -89,6 +88,9 @@ pub struct PeerOptions {
     pub inbound_loss: Option<LossSpec>,
     /// Per-packet callbacks (none by default).
     pub hooks: Hooks,
+    /// The codec video tracks are published with (one of the server's: VP8, VP9, H264).
+    /// Synthetic payloads are VP8-shaped whatever this says: the SFU never parses them.
+    pub video_mime: &'static str,
 }
 
 impl Default for PeerOptions {
@@ -99,6 +101,7 @@ impl Default for PeerOptions {
             record_packets: true,
             inbound_loss: None,
             hooks: Hooks::default(),
+            video_mime: webrtc::api::media_engine::MIME_TYPE_VP8,
         }
     }
 }
@@ -253,20 +256,13 @@ impl HeadlessPeer {
         let mut published = Vec::new();
         let mut declared = Vec::new();
         for spec in &opts.tracks {
-            let codec = if spec.media.is_video() {
-                RTCRtpCodecCapability {
-                    mime_type: webrtc::api::media_engine::MIME_TYPE_VP8.into(),
-                    clock_rate: 90000,
-                    ..Default::default()
-                }
+            let mime = if spec.media.is_video() {
+                opts.video_mime
             } else {
-                RTCRtpCodecCapability {
-                    mime_type: webrtc::api::media_engine::MIME_TYPE_OPUS.into(),
-                    clock_rate: 48000,
-                    channels: 2,
-                    ..Default::default()
-                }
+                webrtc::api::media_engine::MIME_TYPE_OPUS
             };
+            let codec = crate::sfu::transport::codec_capability(mime)
+                .ok_or_else(|| anyhow::anyhow!("{mime} is not a codec the server forwards"))?;
             let local = Arc::new(TrackLocalStaticRTP::new(
                 codec,
                 format!("{id}-{}", published.len()),

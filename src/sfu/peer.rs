@@ -18,7 +18,7 @@ use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecParameters, RTPCodecType};
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
@@ -511,13 +511,11 @@ impl Peer {
                 )
                 .await
                 .map_err(internal)?;
-            // Offer exactly the publisher's codec: a subscriber is only sent what it accepted.
-            let _ = transceiver
-                .set_codec_preferences(vec![RTCRtpCodecParameters {
-                    capability: up.codec.clone(),
-                    ..Default::default()
-                }])
-                .await;
+            // Every m-line offers every codec, no per-track codec preferences: webrtc-rs fixes a
+            // connection's video codecs from its *first* video m-line and never revisits them,
+            // so a first subscription offered as VP8 only would leave no codec for a later
+            // H.264 or VP9 publisher. The local track binds to its own codec within what the
+            // subscriber accepted; a subscriber that cannot decode it gets nothing for it.
             let sender = transceiver.sender().await;
             let sink = down.sink.clone();
             let metrics = self.shared.metrics.clone();

@@ -35,9 +35,9 @@ use webrtc::rtp_transceiver::RTCPFeedback;
 use super::SfuError;
 use crate::config::MediaConfig;
 
-/// Registers the codecs sfu-lite forwards. Shared with the headless client so both ends agree.
-/// NACK, PLI and transport-cc feedback are added by the interceptor helpers.
-pub fn register_codecs(media: &mut MediaEngine) -> webrtc::error::Result<()> {
+/// The codecs sfu-lite forwards, with their payload types. Shared with the headless client so
+/// both ends agree. NACK, PLI and transport-cc feedback are added by the interceptor helpers.
+pub fn codecs() -> Vec<(RTCRtpCodecParameters, RTPCodecType)> {
     let fir = || RTCPFeedback {
         typ: "ccm".into(),
         parameter: "fir".into(),
@@ -54,32 +54,54 @@ pub fn register_codecs(media: &mut MediaEngine) -> webrtc::error::Result<()> {
             payload_type: pt,
             ..Default::default()
         };
-    media.register_codec(
-        codec(
-            MIME_TYPE_OPUS,
-            48000,
-            2,
-            "minptime=10;useinbandfec=1",
-            111,
-            false,
+    vec![
+        (
+            codec(
+                MIME_TYPE_OPUS,
+                48000,
+                2,
+                "minptime=10;useinbandfec=1",
+                111,
+                false,
+            ),
+            RTPCodecType::Audio,
         ),
-        RTPCodecType::Audio,
-    )?;
-    for c in [
-        codec(MIME_TYPE_VP8, 90000, 0, "", 96, true),
-        codec(MIME_TYPE_VP9, 90000, 0, "profile-id=0", 98, true),
-        codec(
-            MIME_TYPE_H264,
-            90000,
-            0,
-            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-            102,
-            true,
+        (
+            codec(MIME_TYPE_VP8, 90000, 0, "", 96, true),
+            RTPCodecType::Video,
         ),
-    ] {
-        media.register_codec(c, RTPCodecType::Video)?;
+        (
+            codec(MIME_TYPE_VP9, 90000, 0, "profile-id=0", 98, true),
+            RTPCodecType::Video,
+        ),
+        (
+            codec(
+                MIME_TYPE_H264,
+                90000,
+                0,
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+                102,
+                true,
+            ),
+            RTPCodecType::Video,
+        ),
+    ]
+}
+
+/// Registers [`codecs`] on a media engine.
+pub fn register_codecs(media: &mut MediaEngine) -> webrtc::error::Result<()> {
+    for (c, kind) in codecs() {
+        media.register_codec(c, kind)?;
     }
     Ok(())
+}
+
+/// The capability of one of [`codecs`] by MIME type (case-insensitive).
+pub fn codec_capability(mime: &str) -> Option<RTCRtpCodecCapability> {
+    codecs()
+        .into_iter()
+        .map(|(c, _)| c.capability)
+        .find(|c| c.mime_type.eq_ignore_ascii_case(mime))
 }
 
 /// Packets of history each outgoing stream keeps for answering NACKs: 512, i.e. 10 s of 500 kbit/s
