@@ -78,6 +78,8 @@ pub struct MediaConfig {
     pub ips: Vec<IpAddr>,
     pub ice_servers: Vec<IceServer>,
     pub connect_timeout_secs: u64,
+    pub ice_disconnected_timeout_ms: u64,
+    pub ice_failed_timeout_ms: u64,
     pub max_tracks_per_participant: usize,
     pub subscriber_queue_packets: usize,
     pub keyframe_min_interval_ms: u64,
@@ -184,6 +186,14 @@ impl Config {
             (
                 "media.connect_timeout_secs",
                 self.media.connect_timeout_secs as usize,
+            ),
+            (
+                "media.ice_disconnected_timeout_ms",
+                self.media.ice_disconnected_timeout_ms as usize,
+            ),
+            (
+                "media.ice_failed_timeout_ms",
+                self.media.ice_failed_timeout_ms as usize,
             ),
         ] {
             if value == 0 {

@@ -4,7 +4,9 @@
 
 mod media_support;
 
-use std::sync::atomic::Ordering;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use media_support::*;
@@ -13,6 +15,8 @@ use sfu_lite::sfu::{IceCandidateInit, PcKind, PublishedTrack, SfuError, SfuEvent
 use tokio::sync::{mpsc, watch};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
+use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
+use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -20,6 +24,7 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::util::Conn;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_gauge_returns_to_zero_after_100_join_leave_cycles() {
@@ -233,6 +238,24 @@ async fn publisher_reoffer_right_after_the_first_answer_still_connects() {
             .await
             .unwrap();
     }
+    connect_publisher(&pc, &p, &mut events, &mut cands, &mut state)
+        .await
+        .expect("the publisher connection comes up after the re-offer");
+    p.leave().await;
+    let _ = pc.close().await;
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}
+
+/// Trickles candidates both ways between a raw client publisher `pc` and participant `p` until
+/// the client's connection is up (bounded by `WAIT`).
+async fn connect_publisher(
+    pc: &webrtc::peer_connection::RTCPeerConnection,
+    p: &sfu_lite::sfu::Participant,
+    events: &mut mpsc::Receiver<SfuEvent>,
+    cands: &mut mpsc::UnboundedReceiver<webrtc::ice_transport::ice_candidate::RTCIceCandidateInit>,
+    state: &mut watch::Receiver<RTCPeerConnectionState>,
+) -> Result<(), tokio::time::error::Elapsed> {
     tokio::time::timeout(WAIT, async {
         loop {
             tokio::select! {
@@ -268,9 +291,129 @@ async fn publisher_reoffer_right_after_the_first_answer_still_connects() {
         }
     })
     .await
-    .expect("the publisher connection comes up after the re-offer");
+}
+
+/// A UDP socket whose sends can be switched off: a client whose network went away, as far as
+/// the server can tell (no `tc`/netem needed).
+struct Muteable {
+    socket: tokio::net::UdpSocket,
+    muted: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl Conn for Muteable {
+    async fn connect(&self, addr: SocketAddr) -> webrtc::util::Result<()> {
+        Ok(self.socket.connect(addr).await?)
+    }
+    async fn recv(&self, buf: &mut [u8]) -> webrtc::util::Result<usize> {
+        Ok(self.socket.recv(buf).await?)
+    }
+    async fn recv_from(&self, buf: &mut [u8]) -> webrtc::util::Result<(usize, SocketAddr)> {
+        Ok(self.socket.recv_from(buf).await?)
+    }
+    async fn send(&self, buf: &[u8]) -> webrtc::util::Result<usize> {
+        if self.muted.load(Ordering::Relaxed) {
+            return Ok(buf.len());
+        }
+        Ok(self.socket.send(buf).await?)
+    }
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc::util::Result<usize> {
+        if self.muted.load(Ordering::Relaxed) {
+            return Ok(buf.len());
+        }
+        Ok(self.socket.send_to(buf, target).await?)
+    }
+    fn local_addr(&self) -> webrtc::util::Result<SocketAddr> {
+        Ok(self.socket.local_addr()?)
+    }
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+    async fn close(&self) -> webrtc::util::Result<()> {
+        Ok(())
+    }
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
+        self
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participant_whose_media_goes_silent_is_removed_once_ice_fails() {
+    let mut config = Config::embedded().media;
+    // Above the 2 s keepalive interval, or a healthy idle link would flap to Disconnected.
+    config.ice_disconnected_timeout_ms = 3000;
+    config.ice_failed_timeout_ms = 1000;
+    let (sfu, metrics) = sfu_with(config).await;
+    let (events_tx, mut events) = mpsc::channel(64);
+    let p = sfu.join("silence", "sam", events_tx).await.unwrap();
+
+    let muted = Arc::new(AtomicBool::new(false));
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mux = UDPMuxDefault::new(UDPMuxParams::new(Muteable {
+        socket,
+        muted: muted.clone(),
+    }));
+    let (media, registry) = sfu_lite::sfu::transport::engine_and_interceptors().unwrap();
+    let mut settings = SettingEngine::default();
+    sfu_lite::sfu::transport::loopback_only(&mut settings, false);
+    settings.set_udp_network(UDPNetwork::Muxed(mux));
+    let api = APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build();
+    let pc = api
+        .new_peer_connection(RTCConfiguration::default())
+        .await
+        .unwrap();
+    let (cand_tx, mut cands) = mpsc::unbounded_channel();
+    pc.on_ice_candidate(Box::new(move |c: Option<RTCIceCandidate>| {
+        if let Some(json) = c.and_then(|c| c.to_json().ok()) {
+            let _ = cand_tx.send(json);
+        }
+        Box::pin(async {})
+    }));
+    let (state_tx, mut state) = watch::channel(RTCPeerConnectionState::New);
+    pc.on_peer_connection_state_change(Box::new(move |s| {
+        state_tx.send_replace(s);
+        Box::pin(async {})
+    }));
+    pc.add_transceiver_from_kind(
+        RTPCodecType::Audio,
+        Some(RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            send_encodings: vec![],
+        }),
+    )
+    .await
+    .unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer).await.unwrap();
+    let sdp = pc.local_description().await.unwrap().sdp;
+    let answer = p.publish_offer(sdp, vec![]).await.unwrap();
+    pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .await
+        .unwrap();
+    connect_publisher(&pc, &p, &mut events, &mut cands, &mut state)
+        .await
+        .expect("the publisher connection comes up");
+    assert_eq!(metrics.peer_connections.load(Ordering::Relaxed), 2);
+
+    // The network goes away under the client: nothing more reaches the server.
+    muted.store(true, Ordering::Relaxed);
+    let reason = tokio::time::timeout(WAIT, async {
+        while let Some(e) = events.recv().await {
+            if let SfuEvent::Closed { reason } = e {
+                return reason;
+            }
+        }
+        panic!("event stream ended without Closed");
+    })
+    .await
+    .expect("Closed once ICE has failed");
+    assert!(reason.contains("ICE failed"), "{reason}");
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
     p.leave().await;
     let _ = pc.close().await;
-    assert_gauges_return_to_zero(&metrics, &sfu).await;
     sfu.close().await;
 }

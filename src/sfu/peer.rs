@@ -95,6 +95,9 @@ pub(crate) struct Peer {
     publisher_ice_started: watch::Sender<bool>,
     shutdown: watch::Sender<bool>,
     timers_started: [AtomicBool; 2],
+    /// Set once each connection has reached `Connected`: the connect timer is about coming up
+    /// at all; a connected link that blips (Disconnected) is ICE's business.
+    ever_connected: [AtomicBool; 2],
     tasks: TaskSet,
 }
 
@@ -140,6 +143,7 @@ impl Peer {
             publisher_ice_started: watch::channel(false).0,
             shutdown: watch::channel(false).0,
             timers_started: [AtomicBool::new(false), AtomicBool::new(false)],
+            ever_connected: [AtomicBool::new(false), AtomicBool::new(false)],
             tasks: TaskSet::default(),
             shared,
         });
@@ -221,6 +225,9 @@ impl Peer {
 
     fn on_state(self: &Arc<Self>, kind: PcKind, state: RTCPeerConnectionState) {
         tracing::debug!(participant = %self.id, room = %self.room.id, ?kind, ?state, "connection state");
+        if state == RTCPeerConnectionState::Connected {
+            self.ever_connected[kind as usize].store(true, Ordering::Release);
+        }
         match state {
             RTCPeerConnectionState::Failed => self.fail("ICE failed".into()),
             RTCPeerConnectionState::Connected if kind == PcKind::Subscriber => {
@@ -587,7 +594,7 @@ impl Peer {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             if let Some(peer) = weak.upgrade() {
-                if peer.pc(kind).connection_state() != RTCPeerConnectionState::Connected {
+                if !peer.ever_connected[kind as usize].load(Ordering::Acquire) {
                     peer.fail(format!(
                         "{kind:?} media did not connect within {} s",
                         timeout.as_secs()

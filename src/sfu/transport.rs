@@ -163,6 +163,13 @@ impl Transport {
         // checks usually arrive before its trickled candidate: the pair is then peer-reflexive,
         // which webrtc-rs would otherwise hold back for a full second before nominating.
         settings.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
+        // How soon a participant whose media went silent is noticed (Disconnected) and then
+        // removed (Failed); keepalives stay at webrtc-rs's default.
+        settings.set_ice_timeouts(
+            Some(Duration::from_millis(config.ice_disconnected_timeout_ms)),
+            Some(Duration::from_millis(config.ice_failed_timeout_ms)),
+            None,
+        );
         let listen_ip = http_listen.ip();
         if listen_ip.is_loopback() && config.ips.is_empty() {
             loopback_only(&mut settings, listen_ip.is_ipv6());
