@@ -7,11 +7,12 @@ mod media_support;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use media_support::*;
 use sfu_lite::config::Config;
-use sfu_lite::sfu::{IceCandidateInit, PcKind, PublishedTrack, SfuError, SfuEvent, Source};
+use sfu_lite::sfu::{
+    IceCandidateInit, Participant, PcKind, PublishedTrack, SfuError, SfuEvent, Source,
+};
 use tokio::sync::{mpsc, watch};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
@@ -21,9 +22,10 @@ use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit}
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
-use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
 use webrtc::util::Conn;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,28 +56,11 @@ async fn every_gauge_returns_to_zero_after_100_join_leave_cycles() {
 }
 
 /// A real offer from a webrtc-rs peer that will never answer or send candidates.
-async fn silent_offer() -> (webrtc::peer_connection::RTCPeerConnection, String) {
-    let (media, registry) = sfu_lite::sfu::transport::engine_and_interceptors().unwrap();
-    let api = APIBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .build();
-    let pc = api
-        .new_peer_connection(RTCConfiguration::default())
-        .await
-        .unwrap();
-    pc.add_transceiver_from_kind(
-        RTPCodecType::Audio,
-        Some(RTCRtpTransceiverInit {
-            direction: RTCRtpTransceiverDirection::Sendonly,
-            send_encodings: vec![],
-        }),
-    )
-    .await
-    .unwrap();
-    let offer = pc.create_offer(None).await.unwrap();
-    let sdp = offer.sdp.clone();
-    (pc, sdp)
+async fn silent_offer() -> (RTCPeerConnection, String) {
+    let client = RawClient::new(SettingEngine::default()).await;
+    client.add_sendonly(RTPCodecType::Audio).await;
+    let offer = client.pc.create_offer(None).await.unwrap();
+    (client.pc, offer.sdp)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,16 +75,7 @@ async fn participant_that_never_connects_media_is_removed_after_timeout() {
         .publish_offer(offer, vec![])
         .await
         .expect("offer answered");
-    let reason = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(e) = events.recv().await {
-            if let SfuEvent::Closed { reason } = e {
-                return reason;
-            }
-        }
-        panic!("event stream ended without Closed");
-    })
-    .await
-    .expect("Closed within 10 s");
+    let reason = closed_reason(&mut events).await;
     assert!(reason.contains("did not connect"), "{reason}");
     assert_gauges_return_to_zero(&metrics, &sfu).await;
     // Calls after removal are refused, and leaving again is harmless.
@@ -187,36 +163,63 @@ async fn publisher_reoffer_right_after_the_first_answer_still_connects() {
     let (sfu, metrics) = sfu().await;
     let (events_tx, mut events) = mpsc::channel(64);
     let p = sfu.join("reoffer", "pat", events_tx).await.unwrap();
-    let (media, registry) = sfu_lite::sfu::transport::engine_and_interceptors().unwrap();
-    let mut settings = SettingEngine::default();
-    sfu_lite::sfu::transport::loopback_only(&mut settings, false);
-    let api = APIBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .build();
-    let pc = api
-        .new_peer_connection(RTCConfiguration::default())
-        .await
-        .unwrap();
-    let (cand_tx, mut cands) = mpsc::unbounded_channel();
-    pc.on_ice_candidate(Box::new(move |c: Option<RTCIceCandidate>| {
-        if let Some(json) = c.and_then(|c| c.to_json().ok()) {
-            let _ = cand_tx.send(json);
-        }
-        Box::pin(async {})
-    }));
-    let (state_tx, mut state) = watch::channel(RTCPeerConnectionState::New);
-    pc.on_peer_connection_state_change(Box::new(move |s| {
-        state_tx.send_replace(s);
-        Box::pin(async {})
-    }));
+    let mut client = RawClient::new(SettingEngine::default()).await;
     let mut declared = Vec::new();
     for (kind, source) in [
         (RTPCodecType::Audio, Source::Microphone),
         (RTPCodecType::Video, Source::Camera),
     ] {
-        let t = pc
+        // A second offer right after the first answer: the race this test is about.
+        client.publish(&p, kind, source, &mut declared).await;
+    }
+    client
+        .connect(&p, &mut events)
+        .await
+        .expect("the publisher connection comes up after the re-offer");
+    p.leave().await;
+    let _ = client.pc.close().await;
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}
+
+/// A bare webrtc-rs client (none of the headless participant's logic), ICE on loopback, with
+/// its trickled candidates and connection state observable.
+struct RawClient {
+    pc: RTCPeerConnection,
+    cands: mpsc::UnboundedReceiver<RTCIceCandidateInit>,
+    state: watch::Receiver<RTCPeerConnectionState>,
+}
+
+impl RawClient {
+    async fn new(mut settings: SettingEngine) -> Self {
+        sfu_lite::sfu::transport::loopback_only(&mut settings, false);
+        let (media, registry) = sfu_lite::sfu::transport::engine_and_interceptors().unwrap();
+        let api = APIBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(settings)
+            .build();
+        let pc = api
+            .new_peer_connection(RTCConfiguration::default())
+            .await
+            .unwrap();
+        let (cand_tx, cands) = mpsc::unbounded_channel();
+        pc.on_ice_candidate(Box::new(move |c: Option<RTCIceCandidate>| {
+            if let Some(json) = c.and_then(|c| c.to_json().ok()) {
+                let _ = cand_tx.send(json);
+            }
+            Box::pin(async {})
+        }));
+        let (state_tx, state) = watch::channel(RTCPeerConnectionState::New);
+        pc.on_peer_connection_state_change(Box::new(move |s| {
+            state_tx.send_replace(s);
+            Box::pin(async {})
+        }));
+        Self { pc, cands, state }
+    }
+
+    async fn add_sendonly(&self, kind: RTPCodecType) -> Arc<RTCRtpTransceiver> {
+        self.pc
             .add_transceiver_from_kind(
                 kind,
                 Some(RTCRtpTransceiverInit {
@@ -225,72 +228,90 @@ async fn publisher_reoffer_right_after_the_first_answer_still_connects() {
                 }),
             )
             .await
-            .unwrap();
-        let offer = pc.create_offer(None).await.unwrap();
-        pc.set_local_description(offer).await.unwrap();
+            .unwrap()
+    }
+
+    /// Adds a send-only `kind` track declared as `source`, offers everything declared so far to
+    /// `p`, and applies the answer.
+    async fn publish(
+        &self,
+        p: &Participant,
+        kind: RTPCodecType,
+        source: Source,
+        declared: &mut Vec<PublishedTrack>,
+    ) {
+        let t = self.add_sendonly(kind).await;
+        let offer = self.pc.create_offer(None).await.unwrap();
+        self.pc.set_local_description(offer).await.unwrap();
         declared.push(PublishedTrack {
             mid: t.mid().unwrap().to_string(),
             source,
         });
-        let sdp = pc.local_description().await.unwrap().sdp;
+        let sdp = self.pc.local_description().await.unwrap().sdp;
         let answer = p.publish_offer(sdp, declared.clone()).await.unwrap();
-        pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        self.pc
+            .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
             .await
             .unwrap();
     }
-    connect_publisher(&pc, &p, &mut events, &mut cands, &mut state)
-        .await
-        .expect("the publisher connection comes up after the re-offer");
-    p.leave().await;
-    let _ = pc.close().await;
-    assert_gauges_return_to_zero(&metrics, &sfu).await;
-    sfu.close().await;
-}
 
-/// Trickles candidates both ways between a raw client publisher `pc` and participant `p` until
-/// the client's connection is up (bounded by `WAIT`).
-async fn connect_publisher(
-    pc: &webrtc::peer_connection::RTCPeerConnection,
-    p: &sfu_lite::sfu::Participant,
-    events: &mut mpsc::Receiver<SfuEvent>,
-    cands: &mut mpsc::UnboundedReceiver<webrtc::ice_transport::ice_candidate::RTCIceCandidateInit>,
-    state: &mut watch::Receiver<RTCPeerConnectionState>,
-) -> Result<(), tokio::time::error::Elapsed> {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            tokio::select! {
-                Some(c) = cands.recv() => {
-                    let c = IceCandidateInit {
-                        candidate: c.candidate,
-                        sdp_mid: c.sdp_mid,
-                        sdp_mline_index: c.sdp_mline_index,
-                        username_fragment: None,
-                    };
-                    p.add_candidate(PcKind::Publisher, Some(c)).await.unwrap();
-                }
-                Some(e) = events.recv() => match e {
-                    SfuEvent::Candidate { pc: PcKind::Publisher, candidate } => {
-                        let init = RTCIceCandidateInit {
-                            candidate: candidate.candidate,
-                            sdp_mid: candidate.sdp_mid,
-                            sdp_mline_index: candidate.sdp_mline_index,
-                            username_fragment: candidate.username_fragment,
+    /// Trickles candidates both ways with `p` until this client's connection is up (bounded by
+    /// `WAIT`).
+    async fn connect(
+        &mut self,
+        p: &Participant,
+        events: &mut mpsc::Receiver<SfuEvent>,
+    ) -> Result<(), tokio::time::error::Elapsed> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                tokio::select! {
+                    Some(c) = self.cands.recv() => {
+                        let c = IceCandidateInit {
+                            candidate: c.candidate,
+                            sdp_mid: c.sdp_mid,
+                            sdp_mline_index: c.sdp_mline_index,
+                            username_fragment: None,
                         };
-                        pc.add_ice_candidate(init).await.unwrap();
+                        p.add_candidate(PcKind::Publisher, Some(c)).await.unwrap();
                     }
-                    SfuEvent::Closed { reason } => panic!("media closed: {reason}"),
-                    _ => {}
-                },
-                changed = state.changed() => {
-                    changed.unwrap();
-                    if *state.borrow() == RTCPeerConnectionState::Connected {
-                        return;
+                    Some(e) = events.recv() => match e {
+                        SfuEvent::Candidate { pc: PcKind::Publisher, candidate } => {
+                            let init = RTCIceCandidateInit {
+                                candidate: candidate.candidate,
+                                sdp_mid: candidate.sdp_mid,
+                                sdp_mline_index: candidate.sdp_mline_index,
+                                username_fragment: candidate.username_fragment,
+                            };
+                            self.pc.add_ice_candidate(init).await.unwrap();
+                        }
+                        SfuEvent::Closed { reason } => panic!("media closed: {reason}"),
+                        _ => {}
+                    },
+                    changed = self.state.changed() => {
+                        changed.unwrap();
+                        if *self.state.borrow() == RTCPeerConnectionState::Connected {
+                            return;
+                        }
                     }
                 }
             }
+        })
+        .await
+    }
+}
+
+/// The reason of the next `Closed` event (bounded by `WAIT`).
+async fn closed_reason(events: &mut mpsc::Receiver<SfuEvent>) -> String {
+    tokio::time::timeout(WAIT, async {
+        while let Some(e) = events.recv().await {
+            if let SfuEvent::Closed { reason } = e {
+                return reason;
+            }
         }
+        panic!("event stream ended without Closed");
     })
     .await
+    .expect("Closed within the wait bound")
 }
 
 /// A UDP socket whose sends can be switched off: a client whose network went away, as far as
@@ -353,67 +374,25 @@ async fn participant_whose_media_goes_silent_is_removed_once_ice_fails() {
         socket,
         muted: muted.clone(),
     }));
-    let (media, registry) = sfu_lite::sfu::transport::engine_and_interceptors().unwrap();
     let mut settings = SettingEngine::default();
-    sfu_lite::sfu::transport::loopback_only(&mut settings, false);
     settings.set_udp_network(UDPNetwork::Muxed(mux));
-    let api = APIBuilder::new()
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .build();
-    let pc = api
-        .new_peer_connection(RTCConfiguration::default())
-        .await
-        .unwrap();
-    let (cand_tx, mut cands) = mpsc::unbounded_channel();
-    pc.on_ice_candidate(Box::new(move |c: Option<RTCIceCandidate>| {
-        if let Some(json) = c.and_then(|c| c.to_json().ok()) {
-            let _ = cand_tx.send(json);
-        }
-        Box::pin(async {})
-    }));
-    let (state_tx, mut state) = watch::channel(RTCPeerConnectionState::New);
-    pc.on_peer_connection_state_change(Box::new(move |s| {
-        state_tx.send_replace(s);
-        Box::pin(async {})
-    }));
-    pc.add_transceiver_from_kind(
-        RTPCodecType::Audio,
-        Some(RTCRtpTransceiverInit {
-            direction: RTCRtpTransceiverDirection::Sendonly,
-            send_encodings: vec![],
-        }),
-    )
-    .await
-    .unwrap();
-    let offer = pc.create_offer(None).await.unwrap();
-    pc.set_local_description(offer).await.unwrap();
-    let sdp = pc.local_description().await.unwrap().sdp;
-    let answer = p.publish_offer(sdp, vec![]).await.unwrap();
-    pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
-        .await
-        .unwrap();
-    connect_publisher(&pc, &p, &mut events, &mut cands, &mut state)
+    let mut client = RawClient::new(settings).await;
+    let mut declared = Vec::new();
+    client
+        .publish(&p, RTPCodecType::Audio, Source::Microphone, &mut declared)
+        .await;
+    client
+        .connect(&p, &mut events)
         .await
         .expect("the publisher connection comes up");
     assert_eq!(metrics.peer_connections.load(Ordering::Relaxed), 2);
 
     // The network goes away under the client: nothing more reaches the server.
     muted.store(true, Ordering::Relaxed);
-    let reason = tokio::time::timeout(WAIT, async {
-        while let Some(e) = events.recv().await {
-            if let SfuEvent::Closed { reason } = e {
-                return reason;
-            }
-        }
-        panic!("event stream ended without Closed");
-    })
-    .await
-    .expect("Closed once ICE has failed");
+    let reason = closed_reason(&mut events).await;
     assert!(reason.contains("ICE failed"), "{reason}");
     assert_gauges_return_to_zero(&metrics, &sfu).await;
     p.leave().await;
-    let _ = pc.close().await;
+    let _ = client.pc.close().await;
     sfu.close().await;
 }
