@@ -2,24 +2,16 @@
 //! publish the committed VP8 and Opus fixtures, negotiate both PeerConnections with trickled
 //! candidates, and receive each other's media through the SFU.
 
+mod common;
 mod media_support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::{base_url, server, stop};
 use media_support::*;
 use sfu_lite::client::{HeadlessPeer, MediaSource, PeerOptions, TrackSpec};
-use sfu_lite::config::Config;
-use sfu_lite::server::{start, RunningServer};
 use sfu_lite::sfu::Source;
-
-async fn server() -> (RunningServer, String) {
-    let mut config = Config::embedded();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    let server = start(config).await.expect("server starts");
-    let url = format!("http://127.0.0.1:{}/", server.local_addr.port());
-    (server, url)
-}
 
 fn fixtures() -> PeerOptions {
     PeerOptions {
@@ -44,30 +36,10 @@ async fn join(url: &str, room: &str, name: &str, opts: PeerOptions) -> HeadlessP
         .expect("join")
 }
 
-async fn stop(server: RunningServer) {
-    let metrics = server.metrics.clone();
-    server.shutdown().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let live: Vec<_> = metrics
-            .gauges()
-            .into_iter()
-            .filter(|(_, v)| *v != 0)
-            .collect();
-        if live.is_empty() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gauges not zero: {live:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_over_socketio_receive_real_vp8_and_opus_byte_identical() {
-    let (server, url) = server().await;
+    let server = server().await;
+    let url = base_url(&server);
     let mut peers = Vec::new();
     for name in ["alice", "bob", "carol"] {
         peers.push(join(&url, "standup", name, fixtures()).await);
@@ -104,7 +76,8 @@ async fn three_participants_over_socketio_receive_real_vp8_and_opus_byte_identic
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_joiner_over_socketio_gets_a_vp8_keyframe_within_a_second() {
-    let (server, url) = server().await;
+    let server = server().await;
+    let url = base_url(&server);
     let alice = join(&url, "late", "alice", fixtures()).await;
     let early = join(&url, "late", "early", PeerOptions::default()).await;
     early
