@@ -85,7 +85,10 @@ impl Signaling {
         }
     }
 
-    /// Last step of server shutdown: closes whatever transport is still open.
+    /// Last step of server shutdown: closes the transport of any socket still in a namespace
+    /// (one admitted in the instant shutdown began, so never told). Sockets already
+    /// disconnected by [`Signaling::shutdown`] are out of socketioxide's reach here; a client
+    /// that never hung up is cut when the process exits.
     pub async fn close_transports(&self) {
         if tokio::time::timeout(TRANSPORT_CLOSE, self.io.close())
             .await
