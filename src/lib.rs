@@ -10,6 +10,7 @@
 //! - [`sfu`]: WebRTC. Two PeerConnections per participant (publisher: client offers;
 //!   subscriber: server offers), one reader per published track, one writer task per
 //!   subscription. Knows nothing of Socket.IO.
+//! - [`logging`]: `RUST_LOG` or a default, minus webrtc-rs's expected warnings.
 //! - [`metrics`]: counters and gauges behind `/metrics`; [`procstat`]: CPU and RSS from `/proc`.
 //! - [`load`]: `sfu-lite load`, headless peers against a server, and its figures.
 //! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
@@ -31,6 +32,7 @@ pub mod config;
 pub mod conntrack;
 pub mod http;
 pub mod load;
+pub mod logging;
 pub mod metrics;
 pub mod procstat;
 pub mod server;
