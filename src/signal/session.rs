@@ -443,9 +443,10 @@ impl<E> Conn<E> {
 
 impl<E> Drop for Conn<E> {
     fn drop(&mut self) {
-        // Gauges and the seat first, so whoever waits for `done` sees them settled.
-        self.gauge.take();
+        // The seat, then the gauges, so whoever waits for `done` (or sees the socket gauge
+        // drop) finds them settled.
         self.seat.take();
+        self.gauge.take();
         let _ = self.done.send(true);
     }
 }

@@ -73,6 +73,8 @@ export class RawWebSocket {
   frames = [];
   #buf;
   #socket;
+  #read = 0;
+  #wake = () => {};
 
   constructor(socket, head) {
     this.#socket = socket;
@@ -85,6 +87,35 @@ export class RawWebSocket {
     });
     socket.on('error', () => {});
     this.#parse();
+  }
+
+  /**
+   * Resolves with the next frame not read yet that `match`es (frames before it are passed
+   * over), or rejects after `timeoutMs` or when the connection ends first.
+   */
+  async next(match, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    let ended = false;
+    this.closed.then(() => {
+      ended = true;
+      this.#wake();
+    });
+    for (;;) {
+      while (this.#read < this.frames.length) {
+        const frame = this.frames[this.#read++];
+        if (match(frame)) return frame;
+      }
+      if (ended) throw new Error('connection ended before the frame came');
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no such frame within ${timeoutMs} ms`);
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
   }
 
   send(text) {
@@ -118,5 +149,6 @@ export class RawWebSocket {
       this.#buf = this.#buf.subarray(offset + len);
       if (opcode === 0x1) this.frames.push(payload.toString());
     }
+    this.#wake();
   }
 }
