@@ -236,6 +236,26 @@ test('a v2 client joins a room on /rooms and chats with a v4 client', async () =
   fresh.close();
 });
 
+test('when / is full, v4 and v2 get namespace_full there, and a v2 client still joins a room', async () => {
+  const own = await startServer({ env: { SFU_LITE_SIGNALING_MAX_TUTORIAL_SOCKETS: '1' } });
+  const opts = { forceNew: true, reconnection: false };
+  const first = ioV4(own.url, opts);
+  await next(first, 'ready');
+  const late4 = ioV4(own.url, opts);
+  const [e4] = await next(late4, 'connect_error');
+  assert.match(e4.message, /^namespace_full: /);
+  const late2 = ioV2(own.url, { ...opts, transports: ['polling', 'websocket'] });
+  const [e2] = await next(late2, 'error');
+  assert.match(e2?.message ?? String(e2), /^namespace_full: /);
+  // A v2 (EIO3) connection is always put on `/` too; that refusal leaves `/rooms` usable.
+  const roomie = ioV2(own.url + 'rooms', { ...opts, transports: ['polling', 'websocket'] });
+  await next(roomie, 'connect');
+  const joined = await ack(roomie, 'join', { room: 'while-full', name: 'Old' });
+  assert.equal(joined.room, 'while-full');
+  for (const c of [first, late4, late2, roomie]) c.close();
+  assert.equal(await own.stop(), 0);
+});
+
 test('on SIGTERM clients are told server_shutdown, then disconnected', async () => {
   const own = await startServer();
   const client = ioV4(own.url, { forceNew: true, reconnection: false });
