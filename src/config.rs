@@ -67,6 +67,9 @@ pub struct SignalingConfig {
     pub max_display_name_len: usize,
     pub max_members_per_room: usize,
     pub max_rooms: usize,
+    /// Sockets on the tutorial's namespace `/`, whose every connect sends the whole roster to
+    /// every member (O(N²) bytes); counted apart from `server.max_connections`.
+    pub max_tutorial_sockets: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -174,6 +177,7 @@ impl Config {
             ("signaling.max_display_name_len", s.max_display_name_len),
             ("signaling.max_members_per_room", s.max_members_per_room),
             ("signaling.max_rooms", s.max_rooms),
+            ("signaling.max_tutorial_sockets", s.max_tutorial_sockets),
             ("server.max_connections", self.server.max_connections),
             (
                 "media.subscriber_queue_packets",
@@ -362,6 +366,7 @@ mod tests {
         let c = Config::load(Some(&path), env(&[])).unwrap();
         assert_eq!(c.signaling.max_members_per_room, 7);
         assert_eq!(c.signaling.max_rooms, 1000);
+        assert_eq!(c.signaling.max_tutorial_sockets, 200);
     }
 
     #[test]

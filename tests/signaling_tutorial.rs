@@ -3,8 +3,9 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 
-use common::{ids, server, server_with, stop, Client};
+use common::{ids, server, server_with, stop, Client, WAIT};
 use serde_json::{json, Value};
 
 fn seqs(persons: &[Value]) -> Vec<u64> {
@@ -213,5 +214,41 @@ async fn ipaddr_announces_each_non_loopback_ipv4_when_allowed() {
     }
     a.assert_nothing_pending();
     assert_eq!(got, expected);
+    stop(server).await;
+}
+
+#[tokio::test]
+async fn tutorial_namespace_refuses_sockets_beyond_its_own_cap_and_rooms_are_unaffected() {
+    let server = server_with(|c| c.signaling.max_tutorial_sockets = 2).await;
+    let (mut a, a_id, _) = Client::tutorial(&server).await;
+    let (b, _, _) = Client::tutorial(&server).await;
+    a.expect("change").await;
+
+    let mut refused = Client::try_connect(&server, "/").await;
+    let (event, args) = refused.next().await;
+    assert_eq!(event, "error", "{args:?}");
+    let text = args[0].to_string();
+    assert!(text.contains("namespace_full"), "{text}");
+    assert!(text.contains("signaling.max_tutorial_sockets"), "{text}");
+    // `/rooms` has no such cap.
+    let r = Client::rooms(&server).await;
+    r.join("beside-the-tutorial", "R").await;
+
+    // The refused socket never reached the roster: a's next event is b leaving.
+    b.disconnect().await;
+    let change = a.expect("change").await;
+    assert_eq!(ids(change[0].as_array().unwrap()), vec![a_id.clone()]);
+    // b's seat is free once its session has ended (the socket gauge drops after the seat).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while server.metrics.sockets.load(Ordering::Relaxed) > 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b's session never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (_d, d_id, persons) = Client::tutorial(&server).await;
+    assert_eq!(ids(&persons), vec![a_id, d_id]);
+    refused.disconnect().await;
     stop(server).await;
 }

@@ -2,8 +2,11 @@
 //! refused) and what the server emits, plus the one error shape. `docs/protocol.md` shows an
 //! example of each.
 
+use std::collections::HashMap;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::IceServer;
@@ -128,25 +131,137 @@ pub struct Person {
     pub seq: u32,
 }
 
-/// `message {to, type, content}` from a client on `/`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `message {to, ...}` from a client on `/`: any JSON object whose `to` is a string. Its fields
+/// are kept as the raw JSON text the client sent, in order, so the relay hands them on exactly
+/// (numbers and all) instead of re-encoding what it parsed.
+#[derive(Debug)]
 pub struct DirectMessage {
     pub to: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub content: Value,
+    fields: Vec<(String, Box<RawValue>)>,
 }
 
-/// The relayed `message`: the sender's body with `from` and `time` added.
-#[derive(Debug, Serialize)]
+impl DirectMessage {
+    /// Decodes the arguments of `message`: exactly one, an object with a string `to`.
+    pub fn from_args(event: &str, args: &[&RawValue]) -> Result<Self, SignalError> {
+        let [body] = args else {
+            return Err(SignalError::bad_request(
+                event,
+                format!(
+                    "expected exactly one object argument, got {} arguments",
+                    args.len()
+                ),
+            ));
+        };
+        let kind = raw_kind(body);
+        if kind != "an object" {
+            return Err(SignalError::bad_request(
+                event,
+                format!("payload must be a JSON object, got {kind}"),
+            ));
+        }
+        let Fields(fields) = serde_json::from_str(body.get())
+            .map_err(|e| SignalError::bad_request(event, e.to_string()))?;
+        let Some((_, to)) = fields.iter().find(|(k, _)| k == "to") else {
+            return Err(SignalError::bad_request(event, "field `to` is missing"));
+        };
+        let to = serde_json::from_str::<String>(to.get()).map_err(|_| {
+            SignalError::bad_request(
+                event,
+                format!(
+                    "field `to` must be a string (an id from `ready` or `change`), got {}",
+                    raw_kind(to)
+                ),
+            )
+        })?;
+        Ok(Self { to, fields })
+    }
+
+    /// The body as relayed: the client's fields untouched, `from` and `time` set by the server
+    /// (in place if the client sent them, else appended, as the tutorial's `body.from = ...`).
+    pub fn relayed<'a>(&'a self, from: &'a str, time: &'a str) -> RelayedMessage<'a> {
+        RelayedMessage {
+            fields: &self.fields,
+            from,
+            time,
+        }
+    }
+}
+
+/// An object's fields in order, each as raw JSON; a repeated key keeps its first place and its
+/// last value, as `JSON.parse` does.
+struct Fields(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut fields: Vec<(String, Box<RawValue>)> = Vec::new();
+                let mut index: HashMap<String, usize> = HashMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = map.next_value::<Box<RawValue>>()?;
+                    match index.get(&key) {
+                        Some(&at) => fields[at].1 = value,
+                        None => {
+                            index.insert(key.clone(), fields.len());
+                            fields.push((key, value));
+                        }
+                    }
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// The relayed `message`: see [`DirectMessage::relayed`].
+#[derive(Debug)]
 pub struct RelayedMessage<'a> {
-    pub to: &'a str,
-    #[serde(rename = "type")]
-    pub kind: &'a str,
-    pub content: &'a Value,
-    pub from: &'a str,
-    pub time: &'a str,
+    fields: &'a [(String, Box<RawValue>)],
+    from: &'a str,
+    time: &'a str,
+}
+
+impl Serialize for RelayedMessage<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let has = |name: &str| self.fields.iter().any(|(k, _)| k == name);
+        let mut map = s.serialize_map(None)?;
+        for (key, value) in self.fields {
+            match key.as_str() {
+                "from" => map.serialize_entry(key, self.from)?,
+                "time" => map.serialize_entry(key, self.time)?,
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        if !has("from") {
+            map.serialize_entry("from", self.from)?;
+        }
+        if !has("time") {
+            map.serialize_entry("time", self.time)?;
+        }
+        map.end()
+    }
+}
+
+/// What kind of JSON value `raw` is, for error messages (its text is valid JSON).
+fn raw_kind(raw: &RawValue) -> &'static str {
+    match raw.get().trim_start().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        _ => "a number",
+    }
 }
 
 // ---- `/rooms` ------------------------------------------------------------------------------
@@ -293,6 +408,49 @@ mod tests {
         assert!(nothing("leave", vec![]).is_ok());
         assert!(nothing("leave", vec![json!({})]).is_ok());
         assert!(nothing("leave", vec![json!({"x": 1})]).is_err());
+    }
+
+    fn direct(body: &str) -> Result<DirectMessage, SignalError> {
+        let raw: Box<RawValue> = serde_json::from_str(body).unwrap();
+        DirectMessage::from_args("message", &[&raw])
+    }
+
+    #[test]
+    fn direct_message_is_relayed_as_sent_with_from_and_time() {
+        let body = r#"{"to":"b","n":0.1234567890123456789,"big":123456789012345678901234567890,"x":{"y":[1,"é"]},"from":"forged"}"#;
+        let m = direct(body).unwrap();
+        assert_eq!(m.to, "b");
+        let out = serde_json::to_string(&m.relayed("a", "9:5:7")).unwrap();
+        assert_eq!(
+            out,
+            r#"{"to":"b","n":0.1234567890123456789,"big":123456789012345678901234567890,"x":{"y":[1,"é"]},"from":"a","time":"9:5:7"}"#
+        );
+    }
+
+    #[test]
+    fn repeated_keys_keep_their_first_place_and_last_value() {
+        let m = direct(r#"{"a":1,"to":"x","a":2}"#).unwrap();
+        let out = serde_json::to_string(&m.relayed("f", "t")).unwrap();
+        assert_eq!(out, r#"{"a":2,"to":"x","from":"f","time":"t"}"#);
+    }
+
+    #[test]
+    fn direct_message_needs_an_object_with_a_string_to() {
+        for (body, says) in [
+            (r#""hi""#, "a string"),
+            ("[1]", "an array"),
+            ("null", "null"),
+            ("7", "a number"),
+            (r#"{"type":"text"}"#, "missing"),
+            (r#"{"to":5}"#, "got a number"),
+            (r#"{"to":{"id":"x"}}"#, "got an object"),
+            (r#"{"to":null}"#, "got null"),
+        ] {
+            let e = direct(body).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(e.message.contains(says), "{body}: {}", e.message);
+        }
+        assert!(DirectMessage::from_args("message", &[]).is_err());
     }
 
     #[test]

@@ -7,15 +7,23 @@
 //! namespace's typed event and answers every refusal with the one `error` shape, all before
 //! anything is queued. A socket that keeps getting refused is disconnected.
 //!
-//! Life of a socket: the connect middleware admits it (`server.max_connections`), installs the
-//! front as the catch-all event handler and spawns the session, which waits until the connect
-//! packet is out. On disconnect the session is told to stop; the disconnect handler waits for it
+//! Life of a socket: the connect middleware admits it (`server.max_connections`, and the
+//! namespace's own cap if it has one), gives it a public id, installs the front as the catch-all
+//! event handler and spawns the session, which waits until the connect packet is out.
+//!
+//! Public ids: socketioxide's socket id *is* the Engine.IO session id, the one secret that opens
+//! a session (`?sid=` on a polling request or a WebSocket upgrade). Whoever knows it can post
+//! events as that socket, read its messages, close it or move it to their own WebSocket, and
+//! socketioxide 0.18 has no option to make the two differ. So users never see it: every id the
+//! protocol shows or accepts is [`Conn::id`], a random id made here, known to the server only as
+//! a label. The session id stays between the socket and the server (and out of the logs). On disconnect the session is told to stop; the disconnect handler waits for it
 //! to finish its cleanup, so when socketioxide forgets the socket, its room membership, SFU
 //! participant and gauges are gone too.
 
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -52,6 +60,16 @@ pub(crate) trait Service: Send + Sync + 'static {
     type Event: Send + 'static;
     /// Decodes a known event's arguments; an unknown name is an `unknown_event` refusal.
     fn parse(event: &str, args: Vec<Json>) -> Result<Self::Event, SignalError>;
+    /// Decodes an event from its wire text `["event", args...]`. By default the arguments are
+    /// parsed into JSON values for [`Service::parse`]; a namespace that relays payloads
+    /// untouched reads the text itself.
+    fn decode(event: &str, text: &str) -> Result<Self::Event, SignalError> {
+        Self::parse(event, json_args(event, text)?)
+    }
+    /// The namespace's own cap on its sockets, if it has one (beyond `server.max_connections`).
+    fn seats(&self) -> Option<&Seats> {
+        None
+    }
     /// Runs one socket's session to its end, cleanup included.
     fn run(self: Arc<Self>, conn: Conn<Self::Event>) -> BoxFuture<'static, ()>;
     fn ctx(&self) -> &Arc<Ctx>;
@@ -108,28 +126,90 @@ pub(crate) enum Refused {
     Full(usize),
     #[error("server_shutdown: the server is shutting down")]
     ShuttingDown,
+    #[error("namespace_full: namespace {ns:?} has {max} sockets, its limit ({setting})")]
+    NamespaceFull {
+        ns: &'static str,
+        max: usize,
+        setting: &'static str,
+    },
+}
+
+/// A namespace's cap on its own sockets: one seat per admitted socket, given back when the
+/// socket's session has ended.
+pub(crate) struct Seats {
+    ns: &'static str,
+    setting: &'static str,
+    max: usize,
+    taken: Arc<AtomicUsize>,
+}
+
+/// One taken seat; dropping it frees it.
+pub(crate) struct Seat(Arc<AtomicUsize>);
+
+impl Seats {
+    pub fn new(ns: &'static str, setting: &'static str, max: usize) -> Self {
+        Self {
+            ns,
+            setting,
+            max,
+            taken: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn take(&self) -> Result<Seat, Refused> {
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .map(|_| Seat(self.taken.clone()))
+            .map_err(|_| Refused::NamespaceFull {
+                ns: self.ns,
+                max: self.max,
+                setting: self.setting,
+            })
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Characters of a public id: 16 of 62 alphanumerics, about 95 bits, from the OS's CSPRNG, so
+/// one cannot be guessed from the others.
+const PUBLIC_ID_LEN: usize = 16;
+
+fn public_id() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::rngs::OsRng, PUBLIC_ID_LEN)
 }
 
 impl<S: Service> Connector<S> {
     fn admit(&self, s: Arc<Socket>) -> Result<(), Refused> {
         let ctx = self.0.ctx().clone();
-        if ctx.closing.load(std::sync::atomic::Ordering::Relaxed) {
+        if ctx.closing.load(Ordering::Relaxed) {
             return Err(Refused::ShuttingDown);
         }
         let max = ctx.config.server.max_connections;
         let gauge = GaugeGuard::new(&ctx.metrics, |m| &m.sockets);
-        if ctx
-            .metrics
-            .sockets
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > max as i64
-        {
-            tracing::warn!(sid = %s.id, ns = s.ns(), max, "connection refused: server full");
+        if ctx.metrics.sockets.load(Ordering::Relaxed) > max as i64 {
+            tracing::warn!(ns = s.ns(), max, "connection refused: server full");
             return Err(Refused::Full(max));
         }
+        let seat = self
+            .0
+            .seats()
+            .map(Seats::take)
+            .transpose()
+            .inspect_err(|e| {
+                tracing::warn!(ns = s.ns(), "connection refused: {e}");
+            })?;
+        let id = public_id();
         let front = Arc::new(Front {
             gate: Mutex::new(Gate::new(&ctx.config.signaling, Instant::now())),
             ctx,
+            id: id.clone(),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let (start_tx, start_rx) = oneshot::channel();
@@ -148,6 +228,7 @@ impl<S: Service> Connector<S> {
         s.on_disconnect(move || async move { handle.stop().await });
         let conn = Conn {
             socket: SocketRef::from(s),
+            id,
             front,
             inbox: rx,
             myself: tx,
@@ -155,6 +236,7 @@ impl<S: Service> Connector<S> {
             closed: Some(close_rx),
             done: done_tx,
             gauge: Some(gauge),
+            seat,
         };
         tokio::spawn(self.0.clone().run(conn));
         Ok(())
@@ -195,6 +277,8 @@ impl<S: Service> MessageHandler<socketioxide::adapter::LocalAdapter, ViaFront> f
 pub(crate) struct Front {
     ctx: Arc<Ctx>,
     gate: Mutex<Gate>,
+    /// The socket's public id, for the logs.
+    id: String,
 }
 
 impl Front {
@@ -250,15 +334,7 @@ impl Front {
             let err = SignalError::new(ErrorCode::PayloadTooLarge, &name, message);
             return self.refuse(&socket, err, ack);
         }
-        let mut args = match serde_json::from_str::<Vec<Json>>(text.as_str()) {
-            Ok(args) if !args.is_empty() => args,
-            _ => {
-                let err = SignalError::bad_request(&name, "payload is not a JSON event array");
-                return self.refuse(&socket, err, ack);
-            }
-        };
-        args.remove(0);
-        match S::parse(&name, args) {
+        match S::decode(&name, text.as_str()) {
             Ok(event) => match inbox.try_send(Inbound { event, ack }) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -274,7 +350,7 @@ impl Front {
     /// Answers a refused event: one `error` event, and the ack (if asked) carrying it too.
     pub fn refuse(&self, socket: &SocketRef, err: SignalError, ack: Option<AckSender>) {
         inc(&self.ctx.metrics.signaling_refused);
-        tracing::debug!(sid = %socket.id, ns = socket.ns(), code = ?err.code, event = %err.event, message = %err.message, "event refused");
+        tracing::debug!(id = %self.id, ns = socket.ns(), code = ?err.code, event = %err.event, message = %err.message, "event refused");
         let _ = socket.emit("error", &err);
         if let Some(ack) = ack {
             let _ = ack.send(&AckError { error: &err });
@@ -284,15 +360,31 @@ impl Front {
 
     fn strike(&self, socket: &SocketRef) {
         if lock(&self.gate).strike(Instant::now()) {
-            tracing::warn!(sid = %socket.id, ns = socket.ns(), "too many refused events: disconnecting");
+            tracing::warn!(id = %self.id, ns = socket.ns(), "too many refused events: disconnecting");
             let _ = socket.clone().disconnect();
         }
+    }
+}
+
+/// The arguments of an event from its wire text `["event", args...]`, as JSON values.
+pub(crate) fn json_args(event: &str, text: &str) -> Result<Vec<Json>, SignalError> {
+    match serde_json::from_str::<Vec<Json>>(text) {
+        Ok(mut args) if !args.is_empty() => {
+            args.remove(0);
+            Ok(args)
+        }
+        _ => Err(SignalError::bad_request(
+            event,
+            "payload is not a JSON event array",
+        )),
     }
 }
 
 /// A session's view of its socket: the events in order, and the ways to answer.
 pub(crate) struct Conn<E> {
     pub socket: SocketRef,
+    /// The public id (see the module doc): what other users see and address.
+    id: String,
     front: Arc<Front>,
     inbox: mpsc::Receiver<Inbound<E>>,
     /// For the session's own helper tasks to queue internal events behind the client's.
@@ -301,11 +393,13 @@ pub(crate) struct Conn<E> {
     closed: Option<oneshot::Receiver<()>>,
     done: watch::Sender<bool>,
     gauge: Option<GaugeGuard>,
+    seat: Option<Seat>,
 }
 
 impl<E> Conn<E> {
+    /// The socket's public id, never its Engine.IO session id.
     pub fn id(&self) -> String {
-        self.socket.id.to_string()
+        self.id.clone()
     }
 
     /// Waits until the connect packet is out. False if the socket went away first.
@@ -349,7 +443,9 @@ impl<E> Conn<E> {
 
 impl<E> Drop for Conn<E> {
     fn drop(&mut self) {
-        // Gauges first, so whoever waits for `done` sees them settled.
+        // The seat, then the gauges, so whoever waits for `done` (or sees the socket gauge
+        // drop) finds them settled.
+        self.seat.take();
         self.gauge.take();
         let _ = self.done.send(true);
     }

@@ -1,9 +1,12 @@
 //! The tutorial's protocol on the default namespace `/`, kept exactly: `ready(id, persons)` to a
-//! new socket and `change(persons)` to the others, direct `message`s with `from` and `time`
-//! added, `bye`, and `ipaddr` when the config allows it.
+//! new socket and `change(persons)` to the others, direct `message`s relayed with every field
+//! the sender chose and `from` and `time` set, `bye`, and `ipaddr` when the config allows it.
+//! `docs/protocol.md` lists, event by event, how this compares with the tutorial's server.
 //!
 //! The roster and every `ready`/`change` are produced under one lock, so each socket sees the
-//! rosters in the order they changed.
+//! rosters in the order they changed. Ids are public ids ([`Conn::id`]); the roster maps them
+//! to sockets for the relay. Every connect sends the whole roster to everyone, O(N²) bytes, so
+//! `/` has its own cap, `signaling.max_tutorial_sockets`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -12,14 +15,13 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use serde_json::value::RawValue;
 use serde_json::Value as Json;
 use socketioxide::extract::{AckSender, SocketRef};
 use tokio::sync::Mutex;
 
-use super::protocol::{
-    clock, nothing, object, DirectMessage, ErrorCode, Person, RelayedMessage, SignalError,
-};
-use super::session::{Conn, Ctx, Inbound, Service};
+use super::protocol::{clock, nothing, DirectMessage, ErrorCode, Person, SignalError};
+use super::session::{json_args, Conn, Ctx, Inbound, Seats, Service};
 
 /// Hands out `seq`: always the smallest positive integer no connected socket holds.
 #[derive(Debug)]
@@ -58,6 +60,7 @@ impl SeqPool {
 struct Roster {
     /// In connection order, as the tutorial lists them.
     persons: Vec<Person>,
+    /// Public id → socket.
     sockets: HashMap<String, SocketRef>,
     seqs: SeqPool,
 }
@@ -65,6 +68,7 @@ struct Roster {
 pub(crate) struct Tutorial {
     ctx: Arc<Ctx>,
     roster: Mutex<Roster>,
+    seats: Seats,
 }
 
 pub(crate) enum TutorialEvent {
@@ -75,9 +79,15 @@ pub(crate) enum TutorialEvent {
 
 impl Tutorial {
     pub fn new(ctx: Arc<Ctx>) -> Arc<Self> {
+        let seats = Seats::new(
+            "/",
+            "signaling.max_tutorial_sockets",
+            ctx.config.signaling.max_tutorial_sockets,
+        );
         Arc::new(Self {
             ctx,
             roster: Mutex::new(Roster::default()),
+            seats,
         })
     }
 
@@ -95,7 +105,7 @@ impl Tutorial {
                 seq,
             });
             roster.sockets.insert(id.clone(), socket.clone());
-            tracing::debug!(sid = %id, seq, "tutorial socket ready");
+            tracing::debug!(id = %id, seq, "tutorial socket ready");
             let _ = socket.emit("ready", &(&id, &roster.persons));
             let _ = socket.broadcast().emit("change", &roster.persons).await;
         }
@@ -116,7 +126,7 @@ impl Tutorial {
         }
         roster.sockets.remove(&id);
         let _ = socket.broadcast().emit("change", &roster.persons).await;
-        tracing::debug!(sid = %id, "tutorial socket gone");
+        tracing::debug!(id = %id, "tutorial socket gone");
     }
 
     async fn relay(
@@ -126,6 +136,11 @@ impl Tutorial {
         m: DirectMessage,
         ack: Option<AckSender>,
     ) {
+        // The tutorial's `socket.to(to)` never includes the sender: a message to oneself
+        // reaches nobody, and is no error there either.
+        if m.to == from {
+            return Conn::<TutorialEvent>::ok(ack);
+        }
         let target = self.roster.lock().await.sockets.get(&m.to).cloned();
         let Some(target) = target else {
             let err = SignalError::new(
@@ -136,14 +151,7 @@ impl Tutorial {
             return conn.refuse(err, ack);
         };
         let time = clock();
-        let body = RelayedMessage {
-            to: &m.to,
-            kind: &m.kind,
-            content: &m.content,
-            from,
-            time: &time,
-        };
-        let _ = target.emit("message", &body);
+        let _ = target.emit("message", &m.relayed(from, &time));
         Conn::<TutorialEvent>::ok(ack);
     }
 
@@ -171,9 +179,30 @@ impl Tutorial {
 impl Service for Tutorial {
     type Event = TutorialEvent;
 
+    /// `message` is read from the wire text, so its fields are relayed as sent.
+    fn decode(event: &str, text: &str) -> Result<TutorialEvent, SignalError> {
+        if event != "message" {
+            return Self::parse(event, json_args(event, text)?);
+        }
+        let mut args = serde_json::from_str::<Vec<&RawValue>>(text)
+            .ok()
+            .filter(|args| !args.is_empty())
+            .ok_or_else(|| SignalError::bad_request(event, "payload is not a JSON event array"))?;
+        args.remove(0);
+        DirectMessage::from_args(event, &args).map(TutorialEvent::Message)
+    }
+
     fn parse(event: &str, args: Vec<Json>) -> Result<TutorialEvent, SignalError> {
         Ok(match event {
-            "message" => TutorialEvent::Message(object(event, args)?),
+            "message" => {
+                let raw = args
+                    .iter()
+                    .map(serde_json::value::to_raw_value)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| SignalError::bad_request(event, e.to_string()))?;
+                let raw: Vec<&RawValue> = raw.iter().map(|r| &**r).collect();
+                TutorialEvent::Message(DirectMessage::from_args(event, &raw)?)
+            }
             "bye" => nothing(event, args).map(|()| TutorialEvent::Bye)?,
             "ipaddr" => nothing(event, args).map(|()| TutorialEvent::Ipaddr)?,
             _ => {
@@ -192,6 +221,10 @@ impl Service for Tutorial {
 
     fn ctx(&self) -> &Arc<Ctx> {
         &self.ctx
+    }
+
+    fn seats(&self) -> Option<&Seats> {
+        Some(&self.seats)
     }
 }
 

@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { io as ioV4 } from 'socket.io-client';
 import { startServer } from './lib/server.mjs';
 import { launchChromium, newPage, waitFor, waitForMedia, inbound, ownId, roomUrl, gauges, waitForIdleServer } from './lib/browser.mjs';
 
@@ -84,6 +85,33 @@ test('a chat line from one page appears on the others', async () => {
     what: "Grace's reply on Ada's page",
   });
   await ada.screenshot({ path: `${SHOTS}room-3-chat.png` });
+
+  // Any client may send any JSON as `content`; the page shows strings only and must not throw
+  // on the rest (`{"toString": 1}` used to, and the line was lost).
+  const errors = [];
+  const onError = (err) => errors.push(err.message);
+  ada.on('pageerror', onError);
+  const bot = ioV4(new URL('rooms', server.url).href, { forceNew: true, reconnection: false });
+  const botAck = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no join ack for the bot')), 10_000);
+    bot.emit('join', { room: ROOM, name: 'Bot' }, (a) => {
+      clearTimeout(timer);
+      resolve(a);
+    });
+  });
+  bot.emit('message', { content: { toString: 1 } });
+  bot.emit('message', { content: 'after the object' });
+  await waitFor(() => ada.$$eval('#chat-log li', (lis) => lis.some((li) => li.textContent.includes('after the object'))), {
+    what: "the bot's second line on Ada's page",
+  });
+  const fromBot = await ada.$$eval(`#chat-log li[data-from="${botAck.id}"] .text`, (ts) => ts.map((t) => t.textContent));
+  assert.deepEqual(fromBot, ['(a message this page cannot show)', 'after the object']);
+  assert.deepEqual(errors, []);
+  ada.off('pageerror', onError);
+  bot.close();
+  for (const { page } of Object.values(pages)) {
+    await waitFor(async () => (await page.$$(tile(botAck.id))).length === 0, { what: 'the bot gone' });
+  }
 });
 
 test('muting the microphone and stopping the camera show on the others', async () => {

@@ -39,6 +39,13 @@ test('two tutorial pages see each other and exchange a message', async () => {
   await waitFor(async () => (await users(a)).includes(idB), { what: "B in A's user list" });
   await waitFor(async () => (await users(b)).includes(idA), { what: "A in B's user list" });
   assert.ok(!(await users(a)).includes(idA), 'a page does not list itself');
+  // The id others see and address is a public id, not the page's Engine.IO session id (which
+  // would let them post as it over polling).
+  for (const [page, id] of [[a, idA], [b, idB]]) {
+    const sessionId = await page.evaluate(() => window.$.io.socket.io.engine.id);
+    assert.equal(typeof sessionId, 'string');
+    assert.notEqual(id, sessionId);
+  }
   // The trace log shows the tutorial's own lines.
   assert.match(await a.textContent('#outDiv'), /甲 连接成功！/);
 
