@@ -124,7 +124,11 @@ impl<S: Service> Connector<S> {
             .load(std::sync::atomic::Ordering::Relaxed)
             > max as i64
         {
-            tracing::warn!(sid = %s.id, ns = s.ns(), max, "connection refused: server full");
+            // One line per interval: a flood of refusals must not become a flood of logs.
+            static FULL: crate::admission::LogThrottle = crate::admission::LogThrottle::new();
+            if let Some(count) = FULL.tick(Instant::now()) {
+                tracing::warn!(sid = %s.id, ns = s.ns(), max, count, "connection refused: server full (count: refusals since the last such line)");
+            }
             return Err(Refused::Full(max));
         }
         let front = Arc::new(Front {
