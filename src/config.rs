@@ -44,6 +44,124 @@ pub struct ServerConfig {
     pub static_dir: String,
     pub shutdown_grace_secs: u64,
     pub max_connections: usize,
+    /// Socket.IO sessions, and separately TCP connections, from one client address. 0 = none.
+    pub max_connections_per_address: usize,
+    /// New Socket.IO sessions per second from one address (token bucket). 0 = no limit.
+    pub handshakes_per_address_per_second: u32,
+    pub handshake_burst: u32,
+    /// Open TCP connections in all; 0 = the open-file limit minus a reserve.
+    pub max_tcp_connections: usize,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` header names the client (IPs or CIDRs).
+    pub trusted_proxies: Vec<String>,
+    /// A session that has not connected a namespace within this is closed.
+    pub connect_timeout_secs: u64,
+    /// Engine.IO heartbeat; a socket whose writes are stuck for `ping_timeout_secs` is cut.
+    pub ping_interval_secs: u64,
+    pub ping_timeout_secs: u64,
+    /// Packets queued towards one client before further emits to it fail.
+    pub send_queue_packets: usize,
+    /// A connection must send a request's headers within this many seconds of its first byte.
+    pub header_read_timeout_secs: u64,
+    /// An open connection with no request in flight (and not a WebSocket) is closed after this.
+    pub idle_timeout_secs: u64,
+    /// Serve `/metrics` on this address instead of `listen`; empty = on `listen`.
+    pub metrics_listen: String,
+    /// Bearer key for `/metrics` on `listen` from other than loopback; empty = loopback only.
+    pub metrics_key: Secret,
+}
+
+impl ServerConfig {
+    /// `trusted_proxies` parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|t| IpNet::parse(t))
+            .collect()
+    }
+
+    /// `metrics_listen` parsed: `None` when empty.
+    pub fn metrics_listen(&self) -> Result<Option<SocketAddr>, String> {
+        let text = self.metrics_listen.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse()
+            .map(Some)
+            .map_err(|e| format!("expected an address like 127.0.0.1:9100: {e}"))
+    }
+}
+
+/// A string that `Debug` never shows (a key in the config).
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
+/// An address block such as `10.0.0.0/8`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.trim(), None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|e| format!("{text:?} is not an IP address or CIDR: {e}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: prefix must be 0..={max}"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        match (canonical(self.addr), ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An IPv4 address seen through an IPv6 socket (`::ffff:a.b.c.d`) as the IPv4 address.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -180,6 +298,27 @@ impl Config {
             ("signaling.max_tutorial_sockets", s.max_tutorial_sockets),
             ("server.max_connections", self.server.max_connections),
             (
+                "server.connect_timeout_secs",
+                self.server.connect_timeout_secs as usize,
+            ),
+            (
+                "server.ping_interval_secs",
+                self.server.ping_interval_secs as usize,
+            ),
+            (
+                "server.ping_timeout_secs",
+                self.server.ping_timeout_secs as usize,
+            ),
+            ("server.send_queue_packets", self.server.send_queue_packets),
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs as usize,
+            ),
+            (
+                "server.idle_timeout_secs",
+                self.server.idle_timeout_secs as usize,
+            ),
+            (
                 "media.subscriber_queue_packets",
                 self.media.subscriber_queue_packets,
             ),
@@ -206,6 +345,12 @@ impl Config {
         }
         if s.max_message_bytes > 16 * 1024 * 1024 {
             return field("signaling.max_message_bytes", "must be at most 16 MiB");
+        }
+        if let Err(message) = self.server.trusted_proxies() {
+            return field("server.trusted_proxies", &message);
+        }
+        if let Err(message) = self.server.metrics_listen() {
+            return field("server.metrics_listen", &message);
         }
         if let Err(message) = self.media.port_range() {
             return field("media.port_range", &message);
@@ -356,6 +501,31 @@ mod tests {
         assert_eq!(c.signaling.max_members_per_room, 50);
         assert_eq!(c.signaling.max_message_bytes, 65536);
         assert_eq!(c.media.effective_udp_port(8000), 8000);
+        assert!(c.server.trusted_proxies.is_empty());
+        assert!(c.server.metrics_listen().unwrap().is_none());
+        assert!(c.server.max_connections_per_address > 0);
+        assert!(c.server.connect_timeout_secs <= 10);
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_blocks() {
+        let net = IpNet::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.1".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(IpNet::parse("::1")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("192.0.2.1".parse().unwrap()));
+        let err = Config::load(
+            None,
+            env(&[("SFU_LITE_SERVER_TRUSTED_PROXIES", "[\"10.0.0.0/33\"]")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.trusted_proxies"), "{err}");
     }
 
     #[test]
@@ -387,6 +557,14 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:9");
         assert!(c.signaling.announce_host_ips);
         assert_eq!(c.media.public_ips.len(), 1);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_metrics_key() {
+        let c = Config::load(None, env(&[("SFU_LITE_SERVER_METRICS_KEY", "s3cret-key")])).unwrap();
+        assert_eq!(c.server.metrics_key.0, "s3cret-key");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret-key"), "{shown}");
     }
 
     #[test]

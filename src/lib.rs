@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`config`]: the embedded default config, file and environment layers.
 //! - [`server`]: start-up and ordered shutdown of everything below; [`conntrack`] counts
-//!   open client connections so shutdown can wait for clients to hang up.
+//!   open client connections so shutdown can wait for clients to hang up, and holds them to
+//!   their idle, header and write deadlines; [`admission`] caps connections and sessions in
+//!   all and per client address.
 //! - [`http`]: routes only — the web client, `/healthz`, `/metrics`, the Socket.IO layer.
 //! - [`signal`]: Socket.IO. The tutorial's protocol on `/`, rooms and media negotiation on
 //!   `/rooms`; validation, limits and the one error shape. Knows nothing of RTP.
@@ -27,6 +29,7 @@
 //! writer task per subscriber, which writes it to that subscriber's local track (re-encrypted
 //! per subscriber). A full channel drops for that subscriber only.
 
+pub mod admission;
 pub mod client;
 pub mod config;
 pub mod conntrack;

@@ -79,6 +79,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if let Some(dir) = args.static_dir {
         config.server.static_dir = dir.display().to_string();
     }
+    sfu_lite::server::raise_open_file_limit();
     let stop = shutdown_signal();
     let server = match sfu_lite::server::start(config).await {
         Ok(s) => s,

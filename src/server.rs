@@ -10,9 +10,10 @@ use anyhow::Context;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::task::JoinHandle;
 
+use crate::admission::Admission;
 use crate::config::Config;
-use crate::conntrack::{Connections, TrackedAcceptor};
-use crate::http;
+use crate::conntrack::{Connections, Timeouts, TrackedAcceptor};
+use crate::http::{self, MetricsAccess};
 use crate::metrics::Metrics;
 use crate::sfu::Sfu;
 use crate::signal::{self, Signaling};
@@ -25,11 +26,16 @@ pub struct RunningServer {
     pub scheme: &'static str,
     pub metrics: Arc<Metrics>,
     pub sfu: Sfu,
+    /// The connection and session counts against their limits.
+    pub admission: Arc<Admission>,
+    /// Where `/metrics` is served when `server.metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     signaling: Signaling,
     connections: Connections,
     grace: Duration,
     http: axum_server::Handle,
     serve: JoinHandle<std::io::Result<()>>,
+    metrics_serve: Option<JoinHandle<()>>,
 }
 
 /// Binds everything and starts serving in the background.
@@ -48,15 +54,47 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let static_dir = Some(config.server.static_dir.trim())
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);
-    let app = http::router(layer, metrics.clone(), static_dir);
+    let server_config = &config.server;
+    let admission = Admission::new(server_config, open_file_limit());
+    let (metrics_access, metrics_addr, metrics_serve) =
+        match server_config.metrics_listen().map_err(anyhow::Error::msg)? {
+            None => (
+                MetricsAccess::Main {
+                    key: server_config.metrics_key.clone(),
+                },
+                None,
+                None,
+            ),
+            Some(addr) => {
+                let (addr, task) = serve_metrics(addr, metrics.clone()).await?;
+                (MetricsAccess::Elsewhere, Some(addr), Some(task))
+            }
+        };
+    let app = http::router(
+        layer,
+        metrics.clone(),
+        static_dir,
+        admission.clone(),
+        metrics_access,
+    );
 
     let connections = Connections::default();
     let tls = tls_config(&config).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp(listener).handle(handle.clone());
-    let tracked = TrackedAcceptor(connections.clone());
-    let app = app.into_make_service();
+    let tracked = TrackedAcceptor {
+        conns: connections.clone(),
+        admission: admission.clone(),
+        timeouts: Timeouts {
+            idle: Duration::from_secs(server_config.idle_timeout_secs),
+            header: Duration::from_secs(server_config.header_read_timeout_secs),
+            // A client that has not read for a whole ping timeout is as gone as one that did
+            // not answer a ping.
+            write: Duration::from_secs(server_config.ping_timeout_secs),
+        },
+    };
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let serve = match tls {
         None => tokio::spawn(server.acceptor(tracked).serve(app)),
         Some(tls) => {
@@ -64,18 +102,91 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             tokio::spawn(server.acceptor(acceptor).serve(app))
         }
     };
-    tracing::info!(%local_addr, scheme, "listening");
+    tracing::info!(
+        %local_addr,
+        scheme,
+        max_tcp_connections = admission.tcp_limit(),
+        ?metrics_addr,
+        "listening"
+    );
     Ok(RunningServer {
         local_addr,
         scheme,
         metrics,
         sfu,
+        admission,
+        metrics_addr,
         signaling,
         connections,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
         http: handle,
         serve,
+        metrics_serve,
     })
+}
+
+/// Serves `/metrics` alone on `addr` (plain HTTP: meant for a private address).
+async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on server.metrics_listen {addr}"))?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, http::metrics_router(metrics)).await {
+            tracing::warn!(error = %e, "metrics listener stopped");
+        }
+    });
+    Ok((local, task))
+}
+
+/// Raises the soft open-file limit to the hard one and returns the limit in force. Every
+/// connection is a descriptor, and the usual soft default (1,024) is far below what
+/// `server.max_connections` asks for: when it runs out, the server cannot even accept the
+/// connection that would be refused.
+pub fn raise_open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        let soft = lim.rlim_cur;
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        tracing::info!(
+            soft_before = soft,
+            open_files = lim.rlim_cur,
+            hard = lim.rlim_max,
+            "open-file limit"
+        );
+    }
+    lim.rlim_cur as u64
+}
+
+/// The soft open-file limit now.
+fn open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 1024,
+        rlim_max: 1024,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    }
+    lim.rlim_cur as u64
 }
 
 impl RunningServer {
@@ -111,6 +222,9 @@ impl RunningServer {
         self.http.graceful_shutdown(Some(Duration::from_secs(1)));
         self.signaling.close_transports().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.serve).await;
+        if let Some(task) = self.metrics_serve {
+            task.abort();
+        }
     }
 }
 

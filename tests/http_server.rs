@@ -206,3 +206,119 @@ fn sigterm_stops_the_server() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[tokio::test]
+async fn the_page_has_a_strict_content_security_policy() {
+    let (server, base) = start(loopback_config()).await;
+    let resp = reqwest::get(format!("{base}/")).await.unwrap();
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let directive = |name: &str| {
+        csp.split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {csp}"))
+            .to_string()
+    };
+    assert_eq!(directive("default-src"), "default-src 'none'");
+    assert_eq!(directive("script-src"), "script-src 'self'");
+    assert!(!directive("style-src").contains("'unsafe-inline'"), "{csp}");
+    assert_eq!(directive("frame-ancestors"), "frame-ancestors 'none'");
+    // Every script the page loads is a file of its own: nothing inline to allow.
+    let page = std::fs::read_to_string("static/index.html").unwrap();
+    for tag in page.split("<script").skip(1) {
+        let open = tag.split('>').next().unwrap();
+        assert!(
+            open.contains("src="),
+            "inline script in index.html: <script{open}>"
+        );
+    }
+    // The tutorial's page is served as published, inline script included.
+    let tutorial = reqwest::get(format!("{base}/tutorial.html")).await.unwrap();
+    let policy = tutorial.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_on_the_main_port_need_loopback_or_the_key() {
+    let mut config = loopback_config();
+    // The test reaches the server from loopback; a trusted proxy lets it speak for others.
+    config.server.trusted_proxies = vec!["127.0.0.1".into()];
+    config.server.metrics_key = sfu_lite::config::Secret("k3y-for-tests".into());
+    let (server, base) = start(config).await;
+    let client = reqwest::Client::new();
+    let get = |from: &'static str, key: Option<&'static str>| {
+        let mut req = client.get(format!("{base}/metrics"));
+        if !from.is_empty() {
+            req = req.header("x-forwarded-for", from);
+        }
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get("", None).await, 200, "loopback reads without a key");
+    assert_eq!(get("203.0.113.5", None).await, 401);
+    assert_eq!(get("203.0.113.5", Some("wrong")).await, 401);
+    assert_eq!(get("203.0.113.5", Some("k3y-for-tests")).await, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_can_move_to_their_own_listener() {
+    let mut config = loopback_config();
+    config.server.metrics_listen = "127.0.0.1:0".into();
+    let (server, base) = start(config).await;
+    let own = server.metrics_addr.expect("metrics listener bound");
+    let resp = reqwest::get(format!("http://{own}/metrics")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("sfu_rooms 0"));
+    let main = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(main.status(), 404, "not on the main port any more");
+    server.shutdown().await;
+}
+
+#[test]
+fn start_up_raises_the_open_file_limit_to_the_hard_limit() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = binary();
+    cmd.args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // SAFETY: only setrlimit between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            lim.rlim_cur = lim.rlim_max.min(256);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("sfu-lite listening"), "{line}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let row = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(row[0], row[1], "soft limit raised to the hard one: {row:?}");
+}

@@ -17,8 +17,10 @@ mod tutorial;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use socketioxide::layer::SocketIoLayer;
-use socketioxide::SocketIo;
+use socketioxide::{ParserConfig, SocketIo};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -39,10 +41,22 @@ pub fn build(config: Arc<Config>, sfu: Sfu, metrics: Arc<Metrics>) -> (SocketIoL
     // `payload_too_large`; far bigger ones close the connection at the Engine.IO layer.
     let max = config.signaling.max_message_bytes as u64;
     let transport_max = max * 4 + 16 * 1024;
+    let server = &config.server;
     let (layer, io) = SocketIo::builder()
         .max_payload(transport_max)
         .ws_max_message_size(transport_max as usize)
         .ws_max_frame_size(transport_max as usize)
+        .max_buffer_size(server.send_queue_packets)
+        .ping_interval(Duration::from_secs(server.ping_interval_secs))
+        .ping_timeout(Duration::from_secs(server.ping_timeout_secs))
+        // A handshake that joins no namespace holds a session slot only this long.
+        .connect_timeout(Duration::from_secs(server.connect_timeout_secs))
+        .with_parser(
+            ParserConfig::common()
+                .max_incoming_binaries(MAX_ATTACHMENTS)
+                .max_incoming_binary_buf_size(MAX_ATTACHMENT_BYTES)
+                .packet_completion_timeout(Duration::from_secs(5)),
+        )
         .build_layer();
     let ctx = Arc::new(session::Ctx {
         config,
@@ -59,6 +73,16 @@ pub fn build(config: Arc<Config>, sfu: Sfu, metrics: Arc<Metrics>) -> (SocketIoL
     );
     (layer, Signaling { io, ctx })
 }
+
+/// Attachments per binary event, and their bytes, that are read before being refused.
+///
+/// Binary attachments are refused anyway (`bad_request`), but socketioxide buffers a binary
+/// event's attachments until the last one arrives, and checks its completion timeout only when
+/// another one does: by default 10,000 attachments and 10 MB per socket, held for as long as the
+/// client likes. One small attachment is let through so the refusal can be polite; a binary
+/// event declaring more, or a bigger attachment, closes that client's connection.
+pub const MAX_ATTACHMENTS: usize = 1;
+pub const MAX_ATTACHMENT_BYTES: usize = 1024;
 
 impl Signaling {
     /// First step of server shutdown: refuses new sockets, tells every connected client

@@ -194,7 +194,11 @@ impl<S: Service> Connector<S> {
         let max = ctx.config.server.max_connections;
         let gauge = GaugeGuard::new(&ctx.metrics, |m| &m.sockets);
         if ctx.metrics.sockets.load(Ordering::Relaxed) > max as i64 {
-            tracing::warn!(ns = s.ns(), max, "connection refused: server full");
+            // One line per interval: a flood of refusals must not become a flood of logs.
+            static FULL: crate::admission::LogThrottle = crate::admission::LogThrottle::new();
+            if let Some(count) = FULL.tick(Instant::now()) {
+                tracing::warn!(ns = s.ns(), max, count, "connection refused: server full (count: refusals since the last such line)");
+            }
             return Err(Refused::Full(max));
         }
         let seat = self
@@ -203,7 +207,10 @@ impl<S: Service> Connector<S> {
             .map(Seats::take)
             .transpose()
             .inspect_err(|e| {
-                tracing::warn!(ns = s.ns(), "connection refused: {e}");
+                static NS_FULL: crate::admission::LogThrottle = crate::admission::LogThrottle::new();
+                if let Some(count) = NS_FULL.tick(Instant::now()) {
+                    tracing::warn!(ns = s.ns(), count, "connection refused: {e}");
+                }
             })?;
         let id = public_id();
         let front = Arc::new(Front {
