@@ -67,6 +67,10 @@ pub struct SignalingConfig {
     pub max_display_name_len: usize,
     pub max_members_per_room: usize,
     pub max_rooms: usize,
+    /// Chat bytes a room may fan out per second (a line's size times its recipients).
+    pub room_chat_bytes_per_second: u64,
+    /// The burst of that budget, in bytes.
+    pub room_chat_burst_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -174,6 +178,14 @@ impl Config {
             ("signaling.max_display_name_len", s.max_display_name_len),
             ("signaling.max_members_per_room", s.max_members_per_room),
             ("signaling.max_rooms", s.max_rooms),
+            (
+                "signaling.room_chat_bytes_per_second",
+                s.room_chat_bytes_per_second as usize,
+            ),
+            (
+                "signaling.room_chat_burst_bytes",
+                s.room_chat_burst_bytes as usize,
+            ),
             ("server.max_connections", self.server.max_connections),
             (
                 "media.subscriber_queue_packets",
