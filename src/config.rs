@@ -188,6 +188,10 @@ pub struct SignalingConfig {
     /// Sockets on the tutorial's namespace `/`, whose every connect sends the whole roster to
     /// every member (O(N²) bytes); counted apart from `server.max_connections`.
     pub max_tutorial_sockets: usize,
+    /// Chat bytes a room may fan out per second (a line's size times its recipients).
+    pub room_chat_bytes_per_second: u64,
+    /// The burst of that budget, in bytes.
+    pub room_chat_burst_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -296,6 +300,14 @@ impl Config {
             ("signaling.max_members_per_room", s.max_members_per_room),
             ("signaling.max_rooms", s.max_rooms),
             ("signaling.max_tutorial_sockets", s.max_tutorial_sockets),
+            (
+                "signaling.room_chat_bytes_per_second",
+                s.room_chat_bytes_per_second as usize,
+            ),
+            (
+                "signaling.room_chat_burst_bytes",
+                s.room_chat_burst_bytes as usize,
+            ),
             ("server.max_connections", self.server.max_connections),
             (
                 "server.connect_timeout_secs",

@@ -5,11 +5,15 @@
 //! - [`protocol`]: the wire types and the one error shape.
 //! - `session`: per-socket plumbing for both namespaces (admission, limits, ordered queue).
 //! - `limits`: the pure rate/strike gate and the name rules.
-//! - `tutorial`: namespace `/`. `rooms`: namespace `/rooms`. `media`: the SFU relay.
+//! - `tutorial`: namespace `/`. `rooms`: namespace `/rooms` (sessions); `room_table`: the rooms
+//!   and their members; `budget`: the pure byte budget of room chat. `media`: each member's SFU
+//!   worker and relay.
 
+mod budget;
 mod limits;
 mod media;
 pub mod protocol;
+mod room_table;
 mod rooms;
 mod session;
 mod tutorial;

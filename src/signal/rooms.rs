@@ -1,29 +1,33 @@
 //! Rooms on `/rooms`: `join` (acknowledged with the current members), `leave`, `state`,
 //! `message`, and the media events handed to [`super::media`].
 //!
-//! Members receive deltas (`joined`, `left`, `updated`), never the whole roster. Membership
-//! changes and their deltas happen under one lock, so a joiner's member list and the deltas it
-//! receives afterwards never overlap or miss a change. Each room is also a socketioxide room of
-//! the same name, so a delta or chat line is encoded once for all its recipients.
+//! Members receive deltas (`joined`, `left`, `updated`), never the whole roster. The rooms
+//! themselves live in [`super::room_table`]: per-room state behind short synchronous sections,
+//! so a joiner's member list and the deltas it receives afterwards never overlap or miss a
+//! change, and each socket sees a room's changes in order. Each room is also a socketioxide room
+//! of the same name, so a chat line is encoded once for all its recipients.
+//!
+//! One session task per socket handles its events in order. It never waits on the SFU: media
+//! events go to the member's own worker ([`Media`]). It also listens for its membership's
+//! eviction (the SFU gave up on the media, or the client stopped reading), which it handles
+//! like a `leave` followed by an `error`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use serde_json::Value as Json;
 use socketioxide::extract::AckSender;
-use tokio::sync::Mutex;
+use tokio::sync::mpsc;
 
 use super::limits::{check_display_name, check_room_name};
-use super::media::{self, Media};
+use super::media::{Media, MediaEvent};
 use super::protocol::{
-    clock, nothing, object, Candidate, ErrorCode, JoinAck, JoinRequest, Left, MemberState,
-    MemberView, PublishOffer, RoomMessage, RoomMessageOut, SignalError, StateUpdate,
-    SubscribeAnswer, Updated,
+    clock, nothing, object, ErrorCode, JoinAck, JoinRequest, RoomMessage, RoomMessageOut,
+    SignalError, StateUpdate,
 };
-use super::session::{Conn, Ctx, Inbound, Service};
-use crate::metrics::GaugeGuard;
+use super::room_table::{Eviction, Joiner, RoomTable};
+use super::session::{Conn, Ctx, Inbound, Replier, Service};
 use crate::sfu::Sfu;
 
 pub(crate) enum RoomEvent {
@@ -31,14 +35,7 @@ pub(crate) enum RoomEvent {
     Leave,
     State(StateUpdate),
     Message(RoomMessage),
-    PublishOffer(PublishOffer),
-    SubscribeAnswer(SubscribeAnswer),
-    Candidate(Candidate),
-    /// Internal, from the media relay: the SFU gave up on this member's media.
-    MediaClosed {
-        generation: u64,
-        reason: String,
-    },
+    Media(MediaEvent),
 }
 
 impl RoomEvent {
@@ -48,58 +45,32 @@ impl RoomEvent {
             RoomEvent::Leave => "leave",
             RoomEvent::State(_) => "state",
             RoomEvent::Message(_) => "message",
-            RoomEvent::PublishOffer(_) => "publish_offer",
-            RoomEvent::SubscribeAnswer(_) => "subscribe_answer",
-            RoomEvent::Candidate(_) => "candidate",
-            RoomEvent::MediaClosed { .. } => "media",
+            RoomEvent::Media(m) => m.name(),
         }
     }
-}
-
-struct Member {
-    id: String,
-    name: String,
-    state: MemberState,
-    _gauge: GaugeGuard,
-}
-
-impl Member {
-    fn view(&self) -> MemberView {
-        MemberView {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            state: self.state,
-        }
-    }
-}
-
-struct Room {
-    /// In joining order.
-    members: Vec<Member>,
-    _gauge: GaugeGuard,
 }
 
 /// What a session knows about its own membership.
 struct Joined {
     room: String,
+    id: String,
     name: String,
-    generation: u64,
     media: Option<Media>,
+    /// Evictions of this membership (one channel per membership, so none outlives it).
+    evicted: mpsc::Receiver<Eviction>,
+    reply: Replier,
 }
 
 pub(crate) struct Rooms {
     ctx: Arc<Ctx>,
     sfu: Sfu,
-    rooms: Mutex<HashMap<String, Room>>,
+    table: RoomTable,
 }
 
 impl Rooms {
     pub fn new(ctx: Arc<Ctx>, sfu: Sfu) -> Arc<Self> {
-        Arc::new(Self {
-            ctx,
-            sfu,
-            rooms: Mutex::new(HashMap::new()),
-        })
+        let table = RoomTable::new(ctx.config.signaling.clone(), ctx.metrics.clone());
+        Arc::new(Self { ctx, sfu, table })
     }
 
     async fn session(self: Arc<Self>, mut conn: Conn<RoomEvent>) {
@@ -107,72 +78,83 @@ impl Rooms {
             return;
         }
         let mut joined: Option<Joined> = None;
-        let mut generation = 0;
-        while let Some(Inbound { event, ack }) = conn.next().await {
-            let name = event.name();
-            match (event, joined.as_mut()) {
-                (RoomEvent::Join(req), None) => {
-                    generation += 1;
-                    joined = self.join(&conn, req, ack, generation).await;
+        loop {
+            let evicted = async {
+                match joined.as_mut() {
+                    Some(j) => j.evicted.recv().await,
+                    None => std::future::pending().await,
                 }
-                (RoomEvent::Join(_), Some(j)) => {
-                    let message = format!("already in room {:?}; leave first", j.room);
-                    conn.refuse(
-                        SignalError::new(ErrorCode::AlreadyJoined, name, message),
-                        ack,
-                    );
-                }
-                (
-                    RoomEvent::MediaClosed {
-                        generation: g,
-                        reason,
-                    },
-                    Some(j),
-                ) => {
-                    if g == j.generation {
-                        if let Some(j) = joined.take() {
-                            self.leave(&conn, j).await;
-                        }
-                        let err = SignalError::new(ErrorCode::MediaError, name, reason);
-                        conn.refuse(err, None);
-                    }
-                }
-                (RoomEvent::MediaClosed { .. }, None) => {}
-                (_, None) => {
-                    let err = SignalError::new(
-                        ErrorCode::NotInRoom,
-                        name,
-                        "join a room before sending room events",
-                    );
-                    conn.refuse(err, ack);
-                }
-                (RoomEvent::Leave, Some(_)) => {
+            };
+            tokio::select! {
+                biased;
+                Some(err) = evicted => {
                     if let Some(j) = joined.take() {
-                        self.leave(&conn, j).await;
+                        self.leave(j).await;
                     }
-                    Conn::<RoomEvent>::ok(ack);
+                    conn.answer(err, None);
                 }
-                (RoomEvent::State(update), Some(j)) => {
-                    self.update(&conn, &j.room, &update).await;
-                    Conn::<RoomEvent>::ok(ack);
-                }
-                (RoomEvent::Message(m), Some(j)) => {
-                    let id = conn.id();
-                    let time = clock();
-                    let out = RoomMessageOut {
-                        from: &id,
-                        name: &j.name,
-                        content: &m.content,
-                        time: &time,
-                    };
-                    let _ = conn.socket.to(j.room.clone()).emit("message", &out).await;
-                    Conn::<RoomEvent>::ok(ack);
-                }
-                (event, Some(j)) => media::handle(j.media.as_ref(), &conn, event, ack).await,
+                inbound = conn.next() => match inbound {
+                    Some(inbound) => self.handle(&conn, &mut joined, inbound).await,
+                    None => break,
+                },
             }
         }
         if let Some(j) = joined.take() {
-            self.leave(&conn, j).await;
+            self.leave(j).await;
+        }
+    }
+
+    async fn handle(
+        &self,
+        conn: &Conn<RoomEvent>,
+        joined: &mut Option<Joined>,
+        Inbound { event, ack }: Inbound<RoomEvent>,
+    ) {
+        let name = event.name();
+        match (event, joined.as_ref()) {
+            (RoomEvent::Join(req), None) => *joined = self.join(conn, req, ack).await,
+            (RoomEvent::Join(_), Some(j)) => {
+                let message = format!("already in room {:?}; leave first", j.room);
+                conn.refuse(
+                    SignalError::new(ErrorCode::AlreadyJoined, name, message),
+                    ack,
+                );
+            }
+            (_, None) => {
+                let message = "join a room before sending room events";
+                conn.refuse(SignalError::new(ErrorCode::NotInRoom, name, message), ack);
+            }
+            (RoomEvent::Leave, Some(_)) => {
+                if let Some(j) = joined.take() {
+                    self.leave(j).await;
+                }
+                Conn::<RoomEvent>::ok(ack);
+            }
+            (RoomEvent::State(update), Some(j)) => {
+                self.table.update(&j.room, &j.id, &update);
+                Conn::<RoomEvent>::ok(ack);
+            }
+            (RoomEvent::Message(m), Some(j)) => {
+                let time = clock();
+                let line = RoomMessageOut {
+                    from: &j.id,
+                    name: &j.name,
+                    content: &m.content,
+                    time: &time,
+                };
+                match self.table.chat(&j.room, &conn.socket, &line) {
+                    Ok(()) => Conn::<RoomEvent>::ok(ack),
+                    // The room's budget is shared: no strike against this sender.
+                    Err(err) => conn.answer(err, ack),
+                }
+            }
+            (RoomEvent::Media(event), Some(j)) => match &j.media {
+                Some(media) => media.submit(&j.reply, event, ack),
+                None => {
+                    let message = "media is unavailable for this member";
+                    conn.refuse(SignalError::new(ErrorCode::MediaError, name, message), ack);
+                }
+            },
         }
     }
 
@@ -181,126 +163,63 @@ impl Rooms {
         conn: &Conn<RoomEvent>,
         req: JoinRequest,
         ack: Option<AckSender>,
-        generation: u64,
     ) -> Option<Joined> {
         let limits = &self.ctx.config.signaling;
         if let Err(message) = check_room_name(&req.room, limits.max_room_name_len) {
-            conn.refuse(
-                SignalError::new(ErrorCode::InvalidRoom, "join", message),
-                ack,
-            );
+            let err = SignalError::new(ErrorCode::InvalidRoom, "join", message);
+            conn.refuse(err, ack);
+            return None;
+        }
+        if let Err(message) = check_display_name(&req.name, limits.max_display_name_len) {
+            let err = SignalError::new(ErrorCode::InvalidName, "join", message);
+            conn.refuse(err, ack);
             return None;
         }
         let name = req.name.trim().to_string();
-        if let Err(message) = check_display_name(&req.name, limits.max_display_name_len) {
-            conn.refuse(
-                SignalError::new(ErrorCode::InvalidName, "join", message),
-                ack,
-            );
-            return None;
-        }
         let id = conn.id();
-        let room_name = req.room;
-        {
-            let mut rooms = self.rooms.lock().await;
-            let refusal = match rooms.get(&room_name) {
-                None if rooms.len() >= limits.max_rooms => Some(SignalError::new(
-                    ErrorCode::TooManyRooms,
-                    "join",
-                    format!("the server has {} rooms, its limit", limits.max_rooms),
-                )),
-                Some(room) if room.members.len() >= limits.max_members_per_room => {
-                    Some(SignalError::new(
-                        ErrorCode::RoomFull,
-                        "join",
-                        format!(
-                            "room {room_name:?} has {} members, the limit",
-                            limits.max_members_per_room
-                        ),
-                    ))
-                }
-                _ => None,
-            };
-            if let Some(err) = refusal {
-                conn.refuse(err, ack);
-                return None;
-            }
-            let metrics = &self.ctx.metrics;
-            let room = rooms.entry(room_name.clone()).or_insert_with(|| Room {
-                members: Vec::new(),
-                _gauge: GaugeGuard::new(metrics, |m| &m.rooms),
-            });
-            let members: Vec<MemberView> = room.members.iter().map(Member::view).collect();
-            let me = Member {
-                id: id.clone(),
-                name: name.clone(),
-                state: MemberState::default(),
-                _gauge: GaugeGuard::new(metrics, |m| &m.participants),
-            };
-            let _ = conn
-                .socket
-                .to(room_name.clone())
-                .emit("joined", &me.view())
-                .await;
-            room.members.push(me);
-            conn.socket.join(room_name.clone());
+        let room = req.room;
+        let (evict, evicted) = mpsc::channel(1);
+        let who = Joiner {
+            socket: &conn.socket,
+            id: &id,
+            name: &name,
+            evict: evict.clone(),
+        };
+        let mut ack = ack;
+        let welcome = |members| {
             let reply = JoinAck {
                 id: &id,
-                room: &room_name,
+                room: &room,
                 members,
                 ice_servers: &self.ctx.config.media.ice_servers,
             };
-            Conn::<RoomEvent>::reply(ack, &reply);
+            Conn::<RoomEvent>::reply(ack.take(), &reply);
+        };
+        if let Err(err) = self.table.join(&room, who, welcome) {
+            // `welcome` was not called: the refusal answers the ack.
+            conn.refuse(err, ack);
+            return None;
         }
-        tracing::info!(room = %room_name, participant = %id, "joined");
-        let media = Media::start(&self.sfu, conn, &room_name, generation).await;
+        tracing::info!(room = %room, participant = %id, "joined");
+        let reply = conn.replier();
+        let media = Media::start(&self.sfu, reply.clone(), &id, &room, evict).await;
         Some(Joined {
-            room: room_name,
+            room,
+            id,
             name,
-            generation,
             media,
+            evicted,
+            reply,
         })
     }
 
-    async fn leave(&self, conn: &Conn<RoomEvent>, joined: Joined) {
-        let id = conn.id();
-        {
-            let mut rooms = self.rooms.lock().await;
-            if let Some(room) = rooms.get_mut(&joined.room) {
-                room.members.retain(|m| m.id != id);
-                if room.members.is_empty() {
-                    rooms.remove(&joined.room);
-                }
-            }
-            conn.socket.leave(joined.room.clone());
-            let _ = conn
-                .socket
-                .to(joined.room.clone())
-                .emit("left", &Left { id: &id })
-                .await;
-        }
+    async fn leave(&self, joined: Joined) {
+        self.table
+            .leave(&joined.room, &joined.id, &joined.reply.socket);
         if let Some(media) = joined.media {
             media.stop().await;
         }
-        tracing::info!(room = %joined.room, participant = %id, "left");
-    }
-
-    async fn update(&self, conn: &Conn<RoomEvent>, room: &str, update: &StateUpdate) {
-        let id = conn.id();
-        let mut rooms = self.rooms.lock().await;
-        let Some(member) = rooms
-            .get_mut(room)
-            .and_then(|r| r.members.iter_mut().find(|m| m.id == id))
-        else {
-            return;
-        };
-        member.state.apply(update);
-        let state = member.state;
-        let _ = conn
-            .socket
-            .to(room.to_string())
-            .emit("updated", &Updated { id: &id, state })
-            .await;
+        tracing::info!(room = %joined.room, participant = %joined.id, "left");
     }
 }
 
@@ -313,9 +232,11 @@ impl Service for Rooms {
             "leave" => nothing(event, args).map(|()| RoomEvent::Leave)?,
             "state" => RoomEvent::State(object(event, args)?),
             "message" => RoomEvent::Message(object(event, args)?),
-            "publish_offer" => RoomEvent::PublishOffer(object(event, args)?),
-            "subscribe_answer" => RoomEvent::SubscribeAnswer(object(event, args)?),
-            "candidate" => RoomEvent::Candidate(object(event, args)?),
+            "publish_offer" => RoomEvent::Media(MediaEvent::PublishOffer(object(event, args)?)),
+            "subscribe_answer" => {
+                RoomEvent::Media(MediaEvent::SubscribeAnswer(object(event, args)?))
+            }
+            "candidate" => RoomEvent::Media(MediaEvent::Candidate(object(event, args)?)),
             _ => {
                 return Err(SignalError::new(
                     ErrorCode::UnknownEvent,

@@ -230,7 +230,7 @@ impl<S: Service> Connector<S> {
         s.extensions.insert(handle.clone());
         s.on_fallback(Dispatcher::<S> {
             front: front.clone(),
-            inbox: tx.clone(),
+            inbox: tx,
         });
         s.on_disconnect(move || async move { handle.stop().await });
         let conn = Conn {
@@ -238,7 +238,6 @@ impl<S: Service> Connector<S> {
             id,
             front,
             inbox: rx,
-            myself: tx,
             start: Some(start_rx),
             closed: Some(close_rx),
             done: done_tx,
@@ -356,13 +355,19 @@ impl Front {
 
     /// Answers a refused event: one `error` event, and the ack (if asked) carrying it too.
     pub fn refuse(&self, socket: &SocketRef, err: SignalError, ack: Option<AckSender>) {
+        self.answer(socket, err, ack);
+        self.strike(socket);
+    }
+
+    /// [`Front::refuse`] without a strike: for refusals that are no fault of the client (the
+    /// server is busy, a room's shared budget is spent).
+    pub fn answer(&self, socket: &SocketRef, err: SignalError, ack: Option<AckSender>) {
         inc(&self.ctx.metrics.signaling_refused);
         tracing::debug!(id = %self.id, ns = socket.ns(), code = ?err.code, event = %err.event, message = %err.message, "event refused");
         let _ = socket.emit("error", &err);
         if let Some(ack) = ack {
             let _ = ack.send(&AckError { error: &err });
         }
-        self.strike(socket);
     }
 
     fn strike(&self, socket: &SocketRef) {
@@ -394,8 +399,6 @@ pub(crate) struct Conn<E> {
     id: String,
     front: Arc<Front>,
     inbox: mpsc::Receiver<Inbound<E>>,
-    /// For the session's own helper tasks to queue internal events behind the client's.
-    pub myself: mpsc::Sender<Inbound<E>>,
     start: Option<oneshot::Receiver<()>>,
     closed: Option<oneshot::Receiver<()>>,
     done: watch::Sender<bool>,
@@ -435,6 +438,19 @@ impl<E> Conn<E> {
         self.front.refuse(&self.socket, err, ack);
     }
 
+    /// A refusal without a strike (see [`Front::answer`]).
+    pub fn answer(&self, err: SignalError, ack: Option<AckSender>) {
+        self.front.answer(&self.socket, err, ack);
+    }
+
+    /// A handle to answer this socket's events from another task.
+    pub fn replier(&self) -> Replier {
+        Replier {
+            socket: self.socket.clone(),
+            front: self.front.clone(),
+        }
+    }
+
     /// Acknowledges a handled event, when the client asked for it.
     pub fn reply<T: Serialize + ?Sized>(ack: Option<AckSender>, value: &T) {
         if let Some(ack) = ack {
@@ -445,6 +461,23 @@ impl<E> Conn<E> {
     /// An empty acknowledgement `{}`.
     pub fn ok(ack: Option<AckSender>) {
         Self::reply(ack, &serde_json::json!({}));
+    }
+}
+
+/// Answers events of one socket from a helper task (the member's media worker).
+#[derive(Clone)]
+pub(crate) struct Replier {
+    pub socket: SocketRef,
+    front: Arc<Front>,
+}
+
+impl Replier {
+    pub fn refuse(&self, err: SignalError, ack: Option<AckSender>) {
+        self.front.refuse(&self.socket, err, ack);
+    }
+
+    pub fn answer(&self, err: SignalError, ack: Option<AckSender>) {
+        self.front.answer(&self.socket, err, ack);
     }
 }
 
