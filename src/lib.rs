@@ -12,6 +12,7 @@
 //!   subscription. Knows nothing of Socket.IO.
 //! - [`metrics`]: counters and gauges behind `/metrics`; [`procstat`]: CPU and RSS from `/proc`.
 //! - [`load`]: `sfu-lite load`, headless peers against a server, and its figures.
+//! - [`sync`]: the one `Mutex` lock helper.
 //! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
 //!   and the load tester drive.
 //!
@@ -36,3 +37,4 @@ pub mod procstat;
 pub mod server;
 pub mod sfu;
 pub mod signal;
+pub mod sync;
