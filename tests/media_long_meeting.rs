@@ -20,15 +20,14 @@ async fn subscriber_sdp_stays_at_peak_mlines_over_200_publish_cycles() {
         })
         .await
         .unwrap();
-    // Each cycle a short-lived publisher's track is offered to the watcher, then goes away.
+    // Each cycle a short-lived publisher's track reaches the watcher, then goes away.
     for i in 0..CYCLES {
         let id = format!("guest{i}");
         let guest = join(&sfu, "long", &id, publishing(vec![video(50, 200)])).await;
+        // Media, not just an offer: every recycled m-line must really carry its new track.
         watcher
-            .wait_until(WAIT, &format!("an offer with {id}"), |p| {
-                p.offers()
-                    .last()
-                    .is_some_and(|t| t.iter().any(|t| t.participant == id))
+            .wait_until(WAIT, &format!("video from {id}"), |p| {
+                packets_from(p, &id, Source::Camera) > 0
             })
             .await
             .unwrap();
@@ -36,7 +35,7 @@ async fn subscriber_sdp_stays_at_peak_mlines_over_200_publish_cycles() {
     }
     let last = join(&sfu, "long", "last", publishing(vec![video(50, 200)])).await;
     let steady_before = packets_from(&watcher, "steady", Source::Camera);
-    watcher
+    let flowing = watcher
         .wait_until(
             WAIT,
             "video from the last publisher and still from steady",
@@ -45,8 +44,15 @@ async fn subscriber_sdp_stays_at_peak_mlines_over_200_publish_cycles() {
                     && packets_from(p, "steady", Source::Camera) >= steady_before + 20
             },
         )
-        .await
-        .unwrap();
+        .await;
+    if let Err(e) = flowing {
+        panic!(
+            "{e}: from last {}, from steady {} (was {steady_before}); last offers {:?}",
+            packets_from(&watcher, "last", Source::Camera),
+            packets_from(&watcher, "steady", Source::Camera),
+            watcher.offers().iter().rev().take(3).collect::<Vec<_>>()
+        );
+    }
 
     let mlines = watcher.offer_mlines();
     assert!(

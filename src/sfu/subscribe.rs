@@ -193,6 +193,12 @@ impl Peer {
         // H.264 or VP9 publisher. The local track binds to its own codec within what the
         // subscriber accepted; a subscriber that cannot decode it gets nothing for it.
         let sender = transceiver.sender().await;
+        // The m-line keeps its SSRC across the tracks it carries; each publisher numbers its
+        // packets from its own random start, so a switch would jump the sequence, and a jump
+        // backwards looks like a replay to the client's SRTP (measured: the 5th recycled m-line
+        // carried nothing). webrtc-rs's transformer continues the sequence at every
+        // `replace_track`; it must be enabled before the first packet.
+        sender.enable_seq_transformer()?;
         let up = Arc::new(ArcSwapOption::empty());
         self.spawn(read_down_rtcp(
             sender.clone(),
