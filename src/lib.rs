@@ -15,6 +15,7 @@
 //! - [`logging`]: `RUST_LOG` or a default, minus webrtc-rs's expected warnings.
 //! - [`metrics`]: counters and gauges behind `/metrics`; [`procstat`]: CPU and RSS from `/proc`.
 //! - [`load`]: `sfu-lite load`, headless peers against a server, and its figures.
+//! - [`sync`]: the one `Mutex` lock helper.
 //! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
 //!   and the load tester drive.
 //!
@@ -41,3 +42,4 @@ pub mod procstat;
 pub mod server;
 pub mod sfu;
 pub mod signal;
+pub mod sync;

@@ -15,7 +15,7 @@ pub mod media;
 mod record;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,6 @@ use tokio::task::JoinHandle;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
 use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
-use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
@@ -40,6 +39,7 @@ pub use loss::LossSpec;
 pub use media::{ClipFile, MediaSource, SentLog, SentPacket};
 pub use record::{Received, StreamRecord};
 
+use crate::sfu::ice_start::IceStart;
 use crate::sfu::transport::{engine_and_interceptors, loopback_only};
 use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, Sfu, Source, TrackInfo};
 use link::{Inbound, Link, Outbound};
@@ -118,7 +118,11 @@ pub(crate) struct Shared {
     pub received: Mutex<Received>,
     /// `mid → (participant, source)` from the latest subscriber offer.
     pub mids: Mutex<HashMap<String, (String, Source)>>,
+    /// Bumped whenever `mids` changes: a recycled m-line carries a new (participant, source).
+    pub mids_version: AtomicU64,
     pub offers: Mutex<Vec<Vec<TrackInfo>>>,
+    /// The number of m-lines of each subscriber offer.
+    pub offer_mlines: Mutex<Vec<usize>>,
     pub errors: Mutex<Vec<ServerError>>,
     pub closed: Mutex<Option<String>>,
     /// Woken on every recorded change, for [`HeadlessPeer::wait_until`].
@@ -180,7 +184,9 @@ impl HeadlessPeer {
         let shared = Arc::new(Shared {
             received: Mutex::default(),
             mids: Mutex::default(),
+            mids_version: AtomicU64::new(0),
             offers: Mutex::default(),
+            offer_mlines: Mutex::default(),
             errors: Mutex::default(),
             closed: Mutex::default(),
             changed: Notify::new(),
@@ -221,17 +227,9 @@ impl HeadlessPeer {
                 }
             }));
         }
-        // webrtc-rs hands a connection's remote ICE credentials to its agent only when the
-        // queued transport start runs. A re-offer applied before then looks like an ICE restart
-        // (empty credentials != the offer's): the agent restarts with a new local ufrag the
-        // server never learns, and the connection never comes up. `drive` waits for this.
-        let (ice_started_tx, ice_started) = watch::channel(false);
-        subscriber.on_ice_connection_state_change(Box::new(move |state| {
-            if state != RTCIceConnectionState::New {
-                ice_started_tx.send_replace(true);
-            }
-            Box::pin(async {})
-        }));
+        // A re-offer applied before the first negotiation's ICE start ran never connects
+        // (see `sfu::ice_start`): `drive` waits for it.
+        let ice_started = IceStart::watch(&subscriber);
         let (track_tx, mut track_rx) = mpsc::unbounded_channel();
         subscriber.on_track(Box::new(move |track, _receiver, transceiver| {
             let mid = transceiver.mid().map(|m| m.to_string()).unwrap_or_default();
@@ -388,6 +386,15 @@ impl HeadlessPeer {
             .clone()
     }
 
+    /// The number of m-lines of every subscriber offer, in arrival order.
+    pub fn offer_mlines(&self) -> Vec<usize> {
+        self.shared
+            .offer_mlines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Errors the server sent.
     pub fn errors(&self) -> Vec<ServerError> {
         self.shared
@@ -503,7 +510,7 @@ async fn drive(
     mut inbound: mpsc::UnboundedReceiver<Inbound>,
     publisher: Arc<RTCPeerConnection>,
     subscriber: Arc<RTCPeerConnection>,
-    mut subscriber_ice_started: watch::Receiver<bool>,
+    subscriber_ice: IceStart,
     shared: Arc<Shared>,
 ) {
     let mut early: HashMap<PcKind, Vec<RTCIceCandidateInit>> = HashMap::new();
@@ -534,18 +541,22 @@ async fn drive(
                         record::ReceivedExt::offered(&mut *received, &t.participant, t.source, now);
                     }
                     shared
+                        .mids_version
+                        .fetch_add(1, std::sync::atomic::Ordering::Release);
+                    shared
+                        .offer_mlines
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(sdp.lines().filter(|l| l.starts_with("m=")).count());
+                    shared
                         .offers
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(tracks);
                 }
                 if subscriber.current_remote_description().await.is_some() {
-                    // A re-offer: the first negotiation's ICE start must have run (see `start`).
-                    if !*subscriber_ice_started.borrow() {
-                        tracing::debug!("re-offer waits for the subscriber ICE start");
-                    }
-                    let started = subscriber_ice_started.wait_for(|s| *s);
-                    if tokio::time::timeout(ICE_START_WAIT, started).await.is_err() {
+                    // A re-offer: the first negotiation's ICE start must have run.
+                    if !subscriber_ice.wait(ICE_START_WAIT).await {
                         tracing::warn!("subscriber ICE has not started; applying the re-offer");
                     }
                 }

@@ -3,6 +3,7 @@
 //! times, and when the stream was first offered.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,15 +45,14 @@ impl ReceivedExt for Received {
 
 /// Reads one received track until it ends, recording every packet.
 pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid: String) {
-    let key = {
+    let lookup = || {
+        let version = shared.mids_version.load(Ordering::Acquire);
         let mids = shared.mids.lock().unwrap_or_else(|e| e.into_inner());
-        match mids.get(&mid) {
-            Some((p, s)) => (p.clone(), *s),
-            None => {
-                tracing::warn!(%mid, "received a track no offer described");
-                return;
-            }
-        }
+        mids.get(&mid).map(|(p, s)| ((p.clone(), *s), version))
+    };
+    let Some((mut key, mut version)) = lookup() else {
+        tracing::warn!(%mid, "received a track no offer described");
+        return;
     };
     tracing::debug!(%mid, ssrc = track.ssrc(), participant = %key.0, source = ?key.1, "receiving track");
     let mime = track.codec().capability.mime_type;
@@ -70,6 +70,12 @@ pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid
                 return;
             }
         };
+        if shared.mids_version.load(Ordering::Acquire) != version {
+            // A new offer may have given this m-line (the server recycles them) to another track.
+            if let Some(found) = lookup() {
+                (key, version) = found;
+            }
+        }
         let now = Instant::now();
         if let Some(hook) = &shared.on_packet {
             hook(&key.0, key.1, &pkt, now);

@@ -7,10 +7,10 @@
 //! subscriber only, counted in `dropped_packets`.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{mpsc, watch};
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -239,12 +239,13 @@ impl DownTrack {
     }
 }
 
-/// Reads RTCP from a subscriber's sender until it stops: PLI/FIR go upstream (throttled), NACKs
-/// are counted (the responder interceptor answers them). Reading is what keeps the NACK and
-/// report interceptors running.
+/// Reads RTCP from a subscriber's sender until it stops: PLI/FIR go upstream (throttled) to
+/// the up track the sender carries at the time (`up`: its m-line is recycled across
+/// subscriptions), NACKs are counted (the responder interceptor answers them). Reading is what
+/// keeps the NACK and report interceptors running.
 pub(crate) async fn read_down_rtcp(
     sender: Arc<RTCRtpSender>,
-    up: Arc<UpTrack>,
+    up: Arc<ArcSwapOption<UpTrack>>,
     metrics: Arc<Metrics>,
 ) {
     while let Ok((packets, _)) = sender.read_rtcp().await {
@@ -252,15 +253,12 @@ pub(crate) async fn read_down_rtcp(
             let any = p.as_any();
             if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                 inc(&metrics.plis_received);
-                up.request_keyframe();
+                if let Some(up) = &*up.load() {
+                    up.request_keyframe();
+                }
             } else if any.is::<TransportLayerNack>() {
                 inc(&metrics.nacks_received);
             }
         }
     }
-}
-
-/// A lock that shrugs off poisoning: state behind it stays consistent per operation.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

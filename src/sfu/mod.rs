@@ -4,37 +4,46 @@
 //! Knows RTP and WebRTC, nothing of Socket.IO: signaling drives it through [`Sfu`] and
 //! [`Participant`] and relays the [`SfuEvent`]s it emits.
 //!
-//! - `transport`: codecs, interceptors, UDP mux / port range, NAT 1:1, loopback-only media.
-//! - `room`: members of a room; the wanted forwarding matrix is derived from it.
-//! - `peer`: one participant's two connections and their serialised negotiation.
+//! - `room`: the pure room core — members, tracks, the forwarding matrix; events in, actions
+//!   out, time passed in. No locks, no async, no WebRTC types.
+//! - `rooms`: the table of rooms (one short std mutex) that runs the core's actions.
+//! - `peer`: one participant's two connections; `publish` and `subscribe` its two sides
+//!   (subscriber m-lines are recycled).
 //! - `forward`: up tracks (one reader each), down tracks (one queue + writer each), RTCP.
 //! - `keyframe`: the pure PLI throttle.
+//! - `ice_start`: the webrtc-rs re-offer workaround, shared with the headless client.
+//! - `transport`: codecs, interceptors, UDP mux / port range, NAT 1:1, loopback-only media.
 //! - `tasks`: counted, owned tasks.
 //!
 //! See `docs/sfu.md` for the design and its reasons.
 
 pub mod api;
 mod forward;
+pub mod ice_start;
 pub mod keyframe;
 mod peer;
-mod room;
+mod publish;
+pub mod room;
+mod rooms;
+mod subscribe;
 mod tasks;
 pub mod transport;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 pub use api::*;
+pub use room::Want;
 
 use crate::config::MediaConfig;
 use crate::metrics::Metrics;
-use forward::{lock, ForwardConfig};
+use forward::ForwardConfig;
 use peer::{Peer, Shared};
-use room::Room;
+use room::Event;
 use transport::Transport;
 
 /// The media server: owns the UDP socket(s) and every room's forwarding state. Cheap to clone.
@@ -64,7 +73,7 @@ impl Sfu {
                 config: config.clone(),
                 metrics,
                 fwd,
-                rooms: Mutex::default(),
+                rooms: Default::default(),
             }),
             closed: Arc::new(AtomicBool::new(false)),
         })
@@ -83,49 +92,35 @@ impl Sfu {
         id: &str,
         events: mpsc::Sender<SfuEvent>,
     ) -> Result<Participant, SfuError> {
+        let shutting_down = || SfuError::Internal("the server is shutting down".into());
         if self.closed.load(Ordering::Acquire) {
-            return Err(SfuError::Internal("the server is shutting down".into()));
+            return Err(shutting_down());
         }
-        let room = {
-            let mut rooms = lock(&self.shared.rooms);
-            rooms
-                .entry(room.to_string())
-                .or_insert_with(|| Arc::new(Room::new(room.to_string())))
-                .clone()
-        };
-        let peer = Peer::new(self.shared.clone(), room.clone(), id.to_string(), events).await?;
-        // Re-insert under the table lock: the room may have been dropped by a leaver while the
-        // PeerConnections were being made.
-        let added = {
-            let mut rooms = lock(&self.shared.rooms);
-            let current = rooms
-                .entry(room.id.clone())
-                .or_insert_with(|| room.clone())
-                .clone();
-            let same = Arc::ptr_eq(&current, &room);
-            if same {
-                room.add(peer.clone());
-            }
-            same
-        };
-        if !added {
+        let peer = Peer::new(
+            self.shared.clone(),
+            room.to_string(),
+            id.to_string(),
+            events,
+        )
+        .await?;
+        // One call under the table's lock: the room is created, or found, and joined at once.
+        if !self.shared.rooms.join(room, &peer) {
             peer.teardown().await;
-            return Err(SfuError::Internal(
-                "room changed while joining; retry".into(),
-            ));
+            return Err(SfuError::Internal(format!("{id} is already in the room")));
         }
-        tracing::info!(participant = %id, room = %room.id, "participant joined media");
-        peer.request_reconcile();
+        // `close` may have collected the peers while this one was being made.
+        if self.closed.load(Ordering::Acquire) {
+            peer.teardown().await;
+            return Err(shutting_down());
+        }
+        tracing::info!(participant = %id, room = %room, "participant joined media");
         Ok(Participant { peer })
     }
 
     /// Closes every PeerConnection (server shutdown).
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let peers: Vec<Arc<Peer>> = {
-            let rooms = lock(&self.shared.rooms);
-            rooms.values().flat_map(|r| r.members()).collect()
-        };
+        let peers = self.shared.rooms.peers();
         for peer in peers {
             peer.teardown().await;
         }
@@ -137,7 +132,7 @@ impl Sfu {
 
     /// Rooms with at least one media participant (for tests and diagnostics).
     pub fn room_count(&self) -> usize {
-        lock(&self.shared.rooms).len()
+        self.shared.rooms.len()
     }
 }
 
@@ -180,6 +175,34 @@ impl Participant {
     pub fn id(&self) -> &str {
         &self.peer.id
     }
+
+    /// Signaling could not deliver the last [`SfuEvent::SubscribeOffer`] to the client (its
+    /// emit failed). The SFU sends that offer again after a short backoff, as a new
+    /// `SubscribeOffer` event; after 3 losses in a row it fails the participant (`Closed`).
+    /// Without this call a lost offer would wait for an answer forever. Returns at once.
+    pub fn offer_lost(&self) {
+        self.peer.offer_lost();
+    }
+
+    /// Mutes (or unmutes) this participant's own track `mid`: it is forwarded to nobody while
+    /// muted. The hook a moderator's mute uses too.
+    pub fn set_muted(&self, mid: &str, muted: bool) {
+        let track = (self.peer.id.clone(), mid.to_string());
+        self.peer
+            .shared
+            .rooms
+            .apply(&self.peer.room, Event::Mute { track, muted });
+    }
+
+    /// This participant's wish for `publisher`'s track `mid` (e.g. off for a hidden tile).
+    pub fn set_want(&self, publisher: &str, mid: &str, want: Want) {
+        let event = Event::Wants {
+            subscriber: self.peer.id.clone(),
+            track: (publisher.to_string(), mid.to_string()),
+            want,
+        };
+        self.peer.shared.rooms.apply(&self.peer.room, event);
+    }
 }
 
 impl Drop for Participant {
@@ -187,9 +210,14 @@ impl Drop for Participant {
         if self.peer.is_closed() {
             return;
         }
-        let peer = self.peer.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { peer.teardown().await });
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let peer = self.peer.clone();
+                handle.spawn(async move { peer.teardown().await });
+            }
+            // No runtime to close connections on: at least leave the room now, so the others
+            // stop forwarding to this participant and an empty room is dropped.
+            Err(_) => self.peer.leave_sync(),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::metrics::{GaugeGuard, Metrics};
+use crate::sync::lock;
 
 /// Spawns `fut` holding one unit of the `tasks` gauge until it ends or is aborted.
 pub(crate) fn spawn_counted<F>(metrics: &Arc<Metrics>, fut: F) -> JoinHandle<()>
@@ -37,7 +38,7 @@ impl Default for TaskSet {
 
 impl TaskSet {
     pub fn push(&self, handle: JoinHandle<()>) {
-        let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        let mut handles = lock(&self.handles);
         match handles.as_mut() {
             Some(list) => {
                 list.retain(|h| !h.is_finished());
@@ -50,12 +51,7 @@ impl TaskSet {
     /// Waits for every task to end by itself (its inputs are closed first by the owner), then
     /// aborts what is still running after `grace`, so nothing outlives its owner.
     pub async fn join_all(&self, grace: Duration) {
-        let handles = self
-            .handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_default();
+        let handles = lock(&self.handles).take().unwrap_or_default();
         let deadline = tokio::time::Instant::now() + grace;
         for mut handle in handles {
             if tokio::time::timeout_at(deadline, &mut handle)

@@ -24,7 +24,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -39,6 +39,7 @@ use super::limits::{Admission, Gate};
 use super::protocol::{AckError, ErrorCode, SignalError};
 use crate::config::Config;
 use crate::metrics::{inc, GaugeGuard, Metrics};
+use crate::sync::lock;
 
 /// Events queued per socket beyond the one being handled. The rate limit keeps honest clients
 /// far below this; when it is full anyway, events are dropped and counted.
@@ -489,11 +490,6 @@ impl<E> Drop for Conn<E> {
         self.gauge.take();
         let _ = self.done.send(true);
     }
-}
-
-/// Locks a std mutex, shrugging off poisoning: nothing here leaves data half-updated.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Queues `error {code: "server_shutdown"}` and a namespace disconnect on `socket`; returns its

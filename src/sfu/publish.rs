@@ -1,0 +1,170 @@
+//! The publisher side of a participant: the client's offers and the up tracks they bring.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::track::track_remote::TrackRemote;
+
+use super::forward::up_track;
+use super::peer::{Peer, MAX_SDP_BYTES};
+use super::{PcKind, PublishedTrack, SfuError, Source};
+use crate::sync::lock;
+
+/// `mid → source` as the client's *current* publish offer declares it. Each offer replaces the
+/// whole map (it describes every track the client sends), so its size is bounded by what one
+/// offer may carry (`max_tracks_per_participant`), however many re-offers a session makes.
+#[derive(Debug, Default)]
+pub(crate) struct Declared(HashMap<String, Source>);
+
+impl Declared {
+    pub fn replace(&mut self, tracks: Vec<PublishedTrack>) {
+        self.0 = tracks.into_iter().map(|t| (t.mid, t.source)).collect();
+    }
+
+    pub fn source(&self, mid: &str) -> Option<Source> {
+        self.0.get(mid).copied()
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Peer {
+    pub(super) fn on_track(self: &Arc<Self>, track: Arc<TrackRemote>, mid: String) {
+        if self.is_closed() {
+            return;
+        }
+        let source = lock(&self.declared)
+            .source(&mid)
+            .unwrap_or(match track.kind() {
+                RTPCodecType::Audio => Source::Microphone,
+                _ => Source::Camera,
+            });
+        let (up, reader, keyframes) = up_track(
+            self.id.clone(),
+            mid.clone(),
+            source,
+            track,
+            self.publisher.clone(),
+            &self.shared.fwd,
+        );
+        tracing::info!(participant = %self.id, room = %self.room, %mid, ?source, kind = up.kind, codec = %up.codec.mime_type, "track published");
+        self.shared.rooms.publish(&self.room, &up);
+        let peer = self.clone();
+        self.spawn(async move {
+            reader.await;
+            peer.shared.rooms.unpublish(&peer.room, &up);
+        });
+        self.spawn(keyframes);
+    }
+
+    /// Applies the client's publisher offer and returns the answer.
+    pub async fn publish_offer(
+        self: &Arc<Self>,
+        sdp: String,
+        tracks: Vec<PublishedTrack>,
+    ) -> Result<String, SfuError> {
+        let mut early = self.publish_lock.lock().await;
+        if self.is_closed() {
+            return Err(SfuError::Gone);
+        }
+        let max = self.shared.config.max_tracks_per_participant;
+        if sdp.len() > MAX_SDP_BYTES {
+            return Err(SfuError::BadSdp(format!(
+                "longer than {MAX_SDP_BYTES} bytes"
+            )));
+        }
+        if tracks.len() > max {
+            return Err(SfuError::TooManyTracks(max));
+        }
+        let offer =
+            RTCSessionDescription::offer(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let parsed = offer
+            .unmarshal()
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let media = parsed
+            .media_descriptions
+            .iter()
+            .filter(|m| matches!(m.media_name.media.as_str(), "audio" | "video"))
+            .count();
+        if media > max {
+            return Err(SfuError::TooManyTracks(max));
+        }
+        lock(&self.declared).replace(tracks);
+        if self.publisher.current_remote_description().await.is_some() {
+            let limit = Duration::from_secs(self.shared.config.connect_timeout_secs);
+            if !self.publisher_ice.wait(limit).await {
+                tracing::warn!(participant = %self.id, room = %self.room, "publisher ICE has not started; applying the re-offer");
+            }
+        }
+        self.publisher
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answer = self
+            .publisher
+            .create_answer(None)
+            .await
+            .map_err(|e| SfuError::Internal(e.to_string()))?;
+        self.publisher
+            .set_local_description(answer)
+            .await
+            .map_err(|e| SfuError::Internal(e.to_string()))?;
+        for c in early.drain(..) {
+            let _ = self.publisher.add_ice_candidate(c).await;
+        }
+        self.start_connect_timer(PcKind::Publisher);
+        let local = self.publisher.local_description().await;
+        local
+            .map(|d| d.sdp)
+            .ok_or_else(|| SfuError::Internal("no local description".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(n: usize, round: usize) -> Vec<PublishedTrack> {
+        (0..n)
+            .map(|i| PublishedTrack {
+                mid: format!("{}", round * n + i),
+                source: Source::Camera,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn declared_mids_stay_bounded_over_many_reoffers() {
+        let mut declared = Declared::default();
+        for round in 0..1_500 {
+            declared.replace(offer(3, round));
+        }
+        assert_eq!(declared.len(), 3, "only the current offer's mids are kept");
+        assert_eq!(declared.source("4499"), Some(Source::Camera));
+        assert_eq!(
+            declared.source("0"),
+            None,
+            "a mid no longer declared is forgotten"
+        );
+    }
+
+    #[test]
+    fn reoffer_relabels_a_mid() {
+        let mut declared = Declared::default();
+        declared.replace(vec![PublishedTrack {
+            mid: "0".into(),
+            source: Source::Camera,
+        }]);
+        declared.replace(vec![PublishedTrack {
+            mid: "0".into(),
+            source: Source::Screen,
+        }]);
+        assert_eq!(declared.source("0"), Some(Source::Screen));
+    }
+}
