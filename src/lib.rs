@@ -14,6 +14,7 @@
 //! - [`load`]: `sfu-lite load`, headless peers against a server, and its figures.
 //! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
 //!   and the load tester drive.
+//! - [`netshape`]: capped and lossy links on loopback (tc, nftables) for tests and load runs.
 //!
 //! # How things travel
 //! A signaling event arrives as Socket.IO JSON, is decoded into a typed message in `signal`,
@@ -32,6 +33,7 @@ pub mod conntrack;
 pub mod http;
 pub mod load;
 pub mod metrics;
+pub mod netshape;
 pub mod procstat;
 pub mod server;
 pub mod sfu;

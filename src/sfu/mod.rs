@@ -4,22 +4,26 @@
 //! Knows RTP and WebRTC, nothing of Socket.IO: signaling drives it through [`Sfu`] and
 //! [`Participant`] and relays the [`SfuEvent`]s it emits.
 //!
-//! - `transport`: codecs, interceptors, UDP mux / port range, NAT 1:1, loopback-only media.
+//! - `transport`: codecs, interceptors, ICE-lite, UDP mux / port range, NAT 1:1, loopback-only.
+//! - `udp`: media sockets on which a failed send counts as a lost packet.
 //! - `room`: members of a room; the wanted forwarding matrix is derived from it.
 //! - `peer`: one participant's two connections and their serialised negotiation.
 //! - `forward`: up tracks (one reader each), down tracks (one queue + writer each), RTCP.
 //! - `keyframe`: the pure PLI throttle.
+//! - `codec`: keyframe detection per video codec (where a cut subscriber can resume).
 //! - `tasks`: counted, owned tasks.
 //!
 //! See `docs/sfu.md` for the design and its reasons.
 
 pub mod api;
+pub mod codec;
 mod forward;
 pub mod keyframe;
 mod peer;
 mod room;
 mod tasks;
 pub mod transport;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +56,7 @@ impl Sfu {
         http_listen: SocketAddr,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SfuError> {
-        let transport = Transport::new(config, http_listen).await?;
+        let transport = Transport::new(config, http_listen, metrics.clone()).await?;
         let fwd = ForwardConfig {
             queue_packets: config.subscriber_queue_packets.max(1),
             keyframe_min_interval: Duration::from_millis(config.keyframe_min_interval_ms),
@@ -129,10 +133,7 @@ impl Sfu {
         for peer in peers {
             peer.teardown().await;
         }
-        if let Some(mux) = &self.shared.transport.mux {
-            use webrtc::ice::udp_mux::UDPMux;
-            let _ = mux.close().await;
-        }
+        self.shared.transport.close().await;
     }
 
     /// Rooms with at least one media participant (for tests and diagnostics).
