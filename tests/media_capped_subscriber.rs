@@ -123,12 +123,12 @@ async fn capped_subscriber_loses_whole_frames_and_recovers_while_others_lose_not
         .clone();
     let requests = || camera.keyframe_requests.load(Ordering::Relaxed);
     let requests_before = requests();
-    let before = metrics.video_resyncs.load(Ordering::Relaxed);
-    wait_metric(&metrics, "a cut video subscription", |m| {
-        m.video_resyncs.load(Ordering::Relaxed) > before
+    let dropped = metrics.dropped_packets.load(Ordering::Relaxed);
+    wait_metric(&metrics, "packets dropped at a full queue", |m| {
+        m.dropped_packets.load(Ordering::Relaxed) > dropped
     })
     .await;
-    // Stay capped until the publisher has answered with a keyframe the capped one missed too.
+    // Stay capped until the server has asked alice for a keyframe.
     let deadline = tokio::time::Instant::now() + WAIT;
     while requests() == requests_before {
         assert!(
@@ -179,6 +179,7 @@ async fn capped_subscriber_loses_whole_frames_and_recovers_while_others_lose_not
     let last_key = got.iter().rposition(|(_, key)| *key).unwrap();
     assert!(got.len() - last_key >= 60);
     assert!(got[last_key..].windows(2).all(|w| w[1].0 == w[0].0 + 1));
+    assert!(metrics.video_resyncs.load(Ordering::Relaxed) > 0);
     assert!(metrics.plis_sent.load(Ordering::Relaxed) > 0);
 
     drop(shaper);
