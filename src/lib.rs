@@ -18,6 +18,7 @@
 //! - [`sync`]: the one `Mutex` lock helper.
 //! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
 //!   and the load tester drive.
+//! - [`netshape`]: capped and lossy links on loopback (tc, nftables) for tests and load runs.
 //!
 //! # How things travel
 //! A signaling event arrives as Socket.IO JSON, is decoded into a typed message in `signal`,
@@ -38,6 +39,7 @@ pub mod http;
 pub mod load;
 pub mod logging;
 pub mod metrics;
+pub mod netshape;
 pub mod procstat;
 pub mod server;
 pub mod sfu;

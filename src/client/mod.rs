@@ -41,8 +41,10 @@ pub use record::{Received, StreamRecord};
 
 use crate::sfu::ice_start::IceStart;
 use crate::sfu::transport::{engine_and_interceptors, loopback_only};
+use crate::sfu::udp::SocketPerConnection;
 use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, Sfu, Source, TrackInfo};
 use link::{Inbound, Link, Outbound};
+use webrtc::ice::udp_network::UDPNetwork;
 
 /// How long a re-offer waits for the subscriber connection's ICE to start (see `drive`).
 const ICE_START_WAIT: Duration = Duration::from_secs(10);
@@ -142,6 +144,8 @@ pub struct HeadlessPeer {
     published: Vec<Published>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// This peer's own socket counters (`media_send_errors`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl HeadlessPeer {
@@ -179,8 +183,9 @@ impl HeadlessPeer {
             media::check(&t.media)?;
         }
         let link = Arc::new(link);
-        let publisher = Arc::new(new_pc(&opts, false).await?);
-        let subscriber = Arc::new(new_pc(&opts, true).await?);
+        let metrics = crate::metrics::Metrics::new();
+        let publisher = Arc::new(new_pc(&opts, false, &metrics).await?);
+        let subscriber = Arc::new(new_pc(&opts, true, &metrics).await?);
         let shared = Arc::new(Shared {
             received: Mutex::default(),
             mids: Mutex::default(),
@@ -355,7 +360,30 @@ impl HeadlessPeer {
             published,
             stop,
             tasks,
+            metrics,
         })
+    }
+
+    /// The server's media address on this peer's subscriber connection (the selected ICE
+    /// pair's remote end), once connected. With `media.port_range` it names the one server
+    /// socket that carries this subscriber's downlink (what `netshape` caps).
+    pub async fn subscriber_server_addr(&self) -> Option<std::net::SocketAddr> {
+        let pair = self
+            .subscriber
+            .sctp()
+            .transport()
+            .ice_transport()
+            .get_selected_candidate_pair()
+            .await?;
+        let ip = pair.remote.address.parse().ok()?;
+        Some(std::net::SocketAddr::new(ip, pair.remote.port))
+    }
+
+    /// Sends on this peer's media sockets that failed and were counted as lost packets.
+    pub fn send_errors(&self) -> u64 {
+        self.metrics
+            .media_send_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The participant id the server knows this peer by.
@@ -470,7 +498,11 @@ impl HeadlessPeer {
     }
 }
 
-async fn new_pc(opts: &PeerOptions, subscriber: bool) -> anyhow::Result<RTCPeerConnection> {
+async fn new_pc(
+    opts: &PeerOptions,
+    subscriber: bool,
+    send_errors: &Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<RTCPeerConnection> {
     let (media, registry) = match (&opts.inbound_loss, subscriber) {
         (Some(loss), true) => {
             // The loss interceptor must come first: it is then innermost, ahead of the NACK
@@ -490,6 +522,19 @@ async fn new_pc(opts: &PeerOptions, subscriber: bool) -> anyhow::Result<RTCPeerC
     if opts.loopback_only {
         loopback_only(&mut settings, false);
     }
+    // The client's own socket goes through the same loss-tolerant wrapper as the server's: a
+    // firewall that refuses a send (EPERM) must look like loss here too, not end the
+    // connection. `send_errors` counts them.
+    let ip = if opts.loopback_only {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    };
+    settings.set_udp_network(UDPNetwork::Muxed(SocketPerConnection::new(
+        ip,
+        None,
+        send_errors.clone(),
+    )));
     if subscriber && opts.inbound_loss.is_some() {
         // The loss interceptor drops packets after SRTP has seen them, so a retransmission
         // looks like a replay to SRTP. Real network loss happens before SRTP; without replay

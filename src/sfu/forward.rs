@@ -4,9 +4,13 @@
 //! The packet path takes no lock: the reader loads the subscriber list from an `ArcSwap`
 //! (writers replace the whole list, which happens only on (un)subscribe), wraps each packet in
 //! one `Arc` and `try_send`s it to every queue. A full queue drops that packet for that
-//! subscriber only, counted in `dropped_packets`.
+//! subscriber only, counted in `dropped_packets`. Audio loses that one packet. Video would be
+//! undecodable until the next keyframe anyway, so the subscriber is *cut*: it gets nothing more
+//! until a keyframe starts (`codec`), and the publisher is asked for one (throttled by the
+//! track's keyframe task). Only the track's reader touches a sink's cut flag, so it is a plain
+//! relaxed atomic.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,7 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_remote::TrackRemote;
 
+use super::codec::VideoCodec;
 use super::keyframe::KeyframeThrottle;
 use super::{ParticipantId, Source};
 use crate::metrics::{inc, GaugeGuard, Metrics};
@@ -33,6 +38,52 @@ pub(crate) type SharedPacket = Arc<Packet>;
 /// One subscriber's queue for one up track.
 pub(crate) struct Sink {
     tx: mpsc::Sender<SharedPacket>,
+    /// Video only: a packet was dropped and nothing is queued until a keyframe starts.
+    cut: Option<AtomicBool>,
+}
+
+/// What [`Sink::push`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Push {
+    Queued,
+    /// Dropped: the queue was full (audio), or the video is cut and this is no keyframe start.
+    Dropped,
+    /// The queue was full: the video is cut from here to the next keyframe, or the keyframe
+    /// that would have ended a cut was lost. A keyframe is needed.
+    NeedsKeyframe,
+}
+
+impl Sink {
+    fn new(tx: mpsc::Sender<SharedPacket>, video: bool) -> Self {
+        Self {
+            tx,
+            cut: video.then(|| AtomicBool::new(false)),
+        }
+    }
+
+    /// Queues `pkt` unless the queue is full or the video is cut; `keyframe_start` is asked
+    /// only while cut. Called by the track's reader only.
+    fn push(&self, pkt: &SharedPacket, keyframe_start: &mut impl FnMut() -> bool) -> Push {
+        let cut = self.cut.as_ref();
+        let was_cut = cut.is_some_and(|c| c.load(Ordering::Relaxed));
+        if was_cut && !keyframe_start() {
+            return Push::Dropped;
+        }
+        match (self.tx.try_send(pkt.clone()), cut) {
+            (Ok(()), Some(c)) if was_cut => {
+                c.store(false, Ordering::Relaxed);
+                Push::Queued
+            }
+            (Ok(()), _) => Push::Queued,
+            (Err(mpsc::error::TrySendError::Full(_)), Some(c)) => {
+                c.store(true, Ordering::Relaxed);
+                Push::NeedsKeyframe
+            }
+            (Err(mpsc::error::TrySendError::Full(_)), None) => Push::Dropped,
+            // The subscriber is going away; its list entry is about to be removed.
+            (Err(mpsc::error::TrySendError::Closed(_)), _) => Push::Queued,
+        }
+    }
 }
 
 /// A published track as the room sees it.
@@ -42,6 +93,8 @@ pub(crate) struct UpTrack {
     pub source: Source,
     pub kind: &'static str,
     pub codec: RTCRtpCodecCapability,
+    /// Set for the video codecs whose keyframes we can find; cuts need it.
+    video: Option<VideoCodec>,
     sinks: ArcSwap<Vec<Arc<Sink>>>,
     /// Capacity 1: requests that arrive while one is pending coalesce into it.
     keyframe_tx: mpsc::Sender<()>,
@@ -105,6 +158,7 @@ pub(crate) fn up_track(
         mid,
         source,
         kind,
+        video: VideoCodec::from_mime(&remote.codec().capability.mime_type),
         codec: remote.codec().capability,
         sinks: ArcSwap::from_pointee(Vec::new()),
         keyframe_tx,
@@ -147,9 +201,23 @@ async fn read_up(
         pkt.header.extension_profile = 0;
         pkt.header.extensions.clear();
         let pkt = Arc::new(pkt);
+        // Parsed at most once per packet, and only when some subscriber is cut.
+        let mut keyframe: Option<bool> = None;
+        let mut keyframe_start = || {
+            *keyframe.get_or_insert_with(|| {
+                up.video
+                    .is_some_and(|codec| codec.is_keyframe_start(&pkt.payload))
+            })
+        };
         for sink in sinks.iter() {
-            if let Err(mpsc::error::TrySendError::Full(_)) = sink.tx.try_send(pkt.clone()) {
-                inc(&metrics.dropped_packets);
+            match sink.push(&pkt, &mut keyframe_start) {
+                Push::Queued => {}
+                Push::Dropped => inc(&metrics.dropped_packets),
+                Push::NeedsKeyframe => {
+                    inc(&metrics.dropped_packets);
+                    inc(&metrics.video_resyncs);
+                    up.request_keyframe();
+                }
             }
         }
     }
@@ -206,7 +274,7 @@ impl DownTrack {
         ));
         Self {
             local,
-            sink: Arc::new(Sink { tx }),
+            sink: Arc::new(Sink::new(tx, up.video.is_some())),
             rx,
         }
     }
@@ -260,5 +328,59 @@ pub(crate) async fn read_down_rtcp(
                 inc(&metrics.nacks_received);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn packet(seq: u16) -> SharedPacket {
+        let mut p = Packet::default();
+        p.header.sequence_number = seq;
+        p.payload = Bytes::from_static(&[0]);
+        Arc::new(p)
+    }
+
+    #[test]
+    fn full_video_queue_cuts_until_a_keyframe_fits() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let sink = Sink::new(tx, true);
+        let (mut key, mut delta) = (|| true, || false);
+        assert_eq!(sink.push(&packet(1), &mut delta), Push::Queued);
+        assert_eq!(sink.push(&packet(2), &mut delta), Push::NeedsKeyframe);
+        // Room again, but a delta frame cannot be decoded after the cut.
+        rx.try_recv().unwrap();
+        assert_eq!(sink.push(&packet(3), &mut delta), Push::Dropped);
+        assert_eq!(sink.push(&packet(4), &mut key), Push::Queued);
+        assert_eq!(sink.push(&packet(5), &mut delta), Push::NeedsKeyframe);
+        rx.try_recv().unwrap();
+        assert_eq!(sink.push(&packet(6), &mut delta), Push::Dropped);
+        assert!(rx.try_recv().is_err(), "nothing after the keyframe start");
+    }
+
+    #[test]
+    fn keyframe_start_lost_to_a_full_queue_asks_again() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let sink = Sink::new(tx, true);
+        let (mut key, mut delta) = (|| true, || false);
+        sink.push(&packet(1), &mut delta);
+        assert_eq!(sink.push(&packet(2), &mut delta), Push::NeedsKeyframe);
+        assert_eq!(sink.push(&packet(3), &mut key), Push::NeedsKeyframe);
+        rx.try_recv().unwrap();
+        assert_eq!(sink.push(&packet(4), &mut key), Push::Queued);
+        assert_eq!(sink.push(&packet(5), &mut delta), Push::NeedsKeyframe);
+    }
+
+    #[test]
+    fn full_audio_queue_drops_single_packets() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let sink = Sink::new(tx, false);
+        let mut never = || -> bool { panic!("audio is never parsed") };
+        assert_eq!(sink.push(&packet(1), &mut never), Push::Queued);
+        assert_eq!(sink.push(&packet(2), &mut never), Push::Dropped);
+        rx.try_recv().unwrap();
+        assert_eq!(sink.push(&packet(3), &mut never), Push::Queued);
     }
 }

@@ -11,13 +11,16 @@
 //!   (subscriber m-lines are recycled).
 //! - `forward`: up tracks (one reader each), down tracks (one queue + writer each), RTCP.
 //! - `keyframe`: the pure PLI throttle.
+//! - `codec`: keyframe detection per video codec (where a cut subscriber can resume).
 //! - `ice_start`: the webrtc-rs re-offer workaround, shared with the headless client.
-//! - `transport`: codecs, interceptors, UDP mux / port range, NAT 1:1, loopback-only media.
+//! - `transport`: codecs, interceptors, ICE-lite, UDP mux / port range, NAT 1:1, loopback-only.
+//! - `udp`: media sockets on which a failed send counts as a lost packet.
 //! - `tasks`: counted, owned tasks.
 //!
 //! See `docs/sfu.md` for the design and its reasons.
 
 pub mod api;
+pub mod codec;
 mod forward;
 pub mod ice_start;
 pub mod keyframe;
@@ -28,6 +31,7 @@ mod rooms;
 mod subscribe;
 mod tasks;
 pub mod transport;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +65,7 @@ impl Sfu {
         http_listen: SocketAddr,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SfuError> {
-        let transport = Transport::new(config, http_listen).await?;
+        let transport = Transport::new(config, http_listen, metrics.clone()).await?;
         let fwd = ForwardConfig {
             queue_packets: config.subscriber_queue_packets.max(1),
             keyframe_min_interval: Duration::from_millis(config.keyframe_min_interval_ms),
@@ -124,10 +128,7 @@ impl Sfu {
         for peer in peers {
             peer.teardown().await;
         }
-        if let Some(mux) = &self.shared.transport.mux {
-            use webrtc::ice::udp_mux::UDPMux;
-            let _ = mux.close().await;
-        }
+        self.shared.transport.close().await;
     }
 
     /// Rooms with at least one media participant (for tests and diagnostics).

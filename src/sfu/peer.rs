@@ -88,8 +88,7 @@ impl Peer {
         let new_pc = || async {
             shared
                 .transport
-                .api
-                .new_peer_connection(shared.transport.rtc_config.clone())
+                .new_peer_connection()
                 .await
                 .map(Arc::new)
                 .map_err(|e| SfuError::Internal(e.to_string()))

@@ -1,8 +1,9 @@
 //! Media transport: the webrtc-rs `API` every server-side PeerConnection is made from.
 //!
 //! Codecs (Opus; VP8, VP9, H.264 constrained baseline), the interceptors (NACK generator and
-//! responder, sender/receiver reports, TWCC receiver) and the network settings: one muxed UDP
-//! port (or a port range), NAT 1:1 addresses, an IP filter, and loopback-only media when the
+//! responder, sender/receiver reports, TWCC receiver) and the network settings: ICE-lite, one
+//! muxed UDP port (or a socket per connection from a port range), both through `udp`'s
+//! loss-tolerant socket, NAT 1:1 addresses, an IP filter, and loopback-only media when the
 //! HTTP listener is a loopback address.
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,20 +21,22 @@ use webrtc::api::{APIBuilder, API};
 use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
-use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
+use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
-use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::nack::generator::Generator;
 use webrtc::interceptor::nack::responder::Responder;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::{
     RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
 };
 use webrtc::rtp_transceiver::RTCPFeedback;
 
+use super::udp::{LossySocket, SocketPerConnection};
 use super::SfuError;
 use crate::config::MediaConfig;
+use crate::metrics::Metrics;
 
 /// The codecs sfu-lite forwards, with their payload types. Shared with the headless client so
 /// both ends agree. NACK, PLI and transport-cc feedback are added by the interceptor helpers.
@@ -142,53 +145,40 @@ pub fn loopback_only(settings: &mut SettingEngine, ipv6: bool) {
     }]);
 }
 
-/// The server's shared WebRTC factory and what it was built with.
+/// How the server's PeerConnections get their UDP socket.
+enum Network {
+    /// One muxed port for every connection: one `API` for all.
+    Muxed { api: API, mux: Arc<UDPMuxDefault> },
+    /// A socket per connection from a port range: one `API` per connection, since the socket
+    /// is part of its setting engine.
+    PerConnection { ip: IpAddr, ports: (u16, u16) },
+}
+
+/// The server's WebRTC factory and what it was built with.
 pub(crate) struct Transport {
-    pub api: API,
-    pub rtc_config: RTCConfiguration,
-    /// Kept to close the socket on shutdown.
-    pub mux: Option<Arc<UDPMuxDefault>>,
+    rtc_config: RTCConfiguration,
+    config: MediaConfig,
+    listen_ip: IpAddr,
+    metrics: Arc<Metrics>,
+    network: Network,
     /// The bound media address when muxed, for logs and tests.
     pub udp_addr: Option<SocketAddr>,
 }
 
 impl Transport {
-    pub async fn new(config: &MediaConfig, http_listen: SocketAddr) -> Result<Self, SfuError> {
+    pub async fn new(
+        config: &MediaConfig,
+        http_listen: SocketAddr,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SfuError> {
         let internal = |e: &dyn std::fmt::Display| SfuError::Internal(e.to_string());
-        let (media, registry) = engine_and_interceptors().map_err(|e| internal(&e))?;
-        let mut settings = SettingEngine::default();
-        // The server never needs mDNS: it announces IP candidates only.
-        settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
-        // On subscriber connections the server is the controlling agent, and the client's
-        // checks usually arrive before its trickled candidate: the pair is then peer-reflexive,
-        // which webrtc-rs would otherwise hold back for a full second before nominating.
-        settings.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
-        // How soon a participant whose media went silent is noticed (Disconnected) and then
-        // removed (Failed); keepalives stay at webrtc-rs's default.
-        settings.set_ice_timeouts(
-            Some(Duration::from_millis(config.ice_disconnected_timeout_ms)),
-            Some(Duration::from_millis(config.ice_failed_timeout_ms)),
-            None,
-        );
         let listen_ip = http_listen.ip();
-        if listen_ip.is_loopback() && config.ips.is_empty() {
-            loopback_only(&mut settings, listen_ip.is_ipv6());
-        } else if !config.ips.is_empty() {
-            let allowed = config.ips.clone();
-            settings.set_include_loopback_candidate(allowed.iter().any(|ip| ip.is_loopback()));
-            settings.set_ip_filter(Box::new(move |ip: IpAddr| allowed.contains(&ip)));
-        }
-        if !config.public_ips.is_empty() {
-            let ips = config.public_ips.iter().map(|ip| ip.to_string()).collect();
-            settings.set_nat_1to1_ips(ips, RTCIceCandidateType::Host);
-        }
-        let mut mux = None;
         let mut udp_addr = None;
-        match config.port_range().map_err(|e| internal(&e))? {
-            Some((lo, hi)) => {
-                let range = EphemeralUDP::new(lo, hi).map_err(|e| internal(&e))?;
-                settings.set_udp_network(UDPNetwork::Ephemeral(range));
-            }
+        let network = match config.port_range().map_err(|e| internal(&e))? {
+            Some(ports) => Network::PerConnection {
+                ip: listen_ip,
+                ports,
+            },
             None => {
                 let port = config.effective_udp_port(http_listen.port());
                 let bind = SocketAddr::new(listen_ip, port);
@@ -196,34 +186,97 @@ impl Transport {
                     SfuError::Internal(format!("cannot bind media UDP {bind}: {e}"))
                 })?;
                 udp_addr = socket.local_addr().ok();
-                let m = UDPMuxDefault::new(UDPMuxParams::new(socket));
-                settings.set_udp_network(UDPNetwork::Muxed(m.clone()));
-                mux = Some(m);
+                let mux = UDPMuxDefault::new(UDPMuxParams::new(LossySocket::new(
+                    socket,
+                    metrics.clone(),
+                )));
+                let api = build_api(config, listen_ip, UDPNetwork::Muxed(mux.clone()))
+                    .map_err(|e| internal(&e))?;
+                Network::Muxed { api, mux }
             }
-        }
-        let api = APIBuilder::new()
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(settings)
-            .build();
-        let rtc_config = RTCConfiguration {
-            ice_servers: config
-                .ice_servers
-                .iter()
-                .map(|s| RTCIceServer {
-                    urls: s.urls.clone(),
-                    username: s.username.clone(),
-                    credential: s.credential.clone(),
-                })
-                .collect(),
-            ..Default::default()
         };
+        // ICE-lite (see `settings`): the server gathers host candidates only and never uses
+        // STUN/TURN servers itself; `ice_servers` are handed to clients.
+        let rtc_config = RTCConfiguration::default();
         tracing::info!(?udp_addr, "media transport ready");
         Ok(Self {
-            api,
             rtc_config,
-            mux,
+            config: config.clone(),
+            listen_ip,
+            metrics,
+            network,
             udp_addr,
         })
     }
+
+    /// A new server-side PeerConnection on this transport's UDP network.
+    pub async fn new_peer_connection(&self) -> webrtc::error::Result<RTCPeerConnection> {
+        let config = self.rtc_config.clone();
+        match &self.network {
+            Network::Muxed { api, .. } => api.new_peer_connection(config).await,
+            Network::PerConnection { ip, ports } => {
+                let socket = SocketPerConnection::new(*ip, Some(*ports), self.metrics.clone());
+                build_api(&self.config, self.listen_ip, UDPNetwork::Muxed(socket))?
+                    .new_peer_connection(config)
+                    .await
+            }
+        }
+    }
+
+    /// Closes the shared media socket, if there is one (shutdown; per-connection sockets close
+    /// with their connections).
+    pub async fn close(&self) {
+        if let Network::Muxed { mux, .. } = &self.network {
+            use webrtc::ice::udp_mux::UDPMux;
+            let _ = mux.close().await;
+        }
+    }
+}
+
+/// An `API` with our codecs, interceptors and [`settings`] on `udp`.
+fn build_api(
+    config: &MediaConfig,
+    listen_ip: IpAddr,
+    udp: UDPNetwork,
+) -> webrtc::error::Result<API> {
+    let (media, registry) = engine_and_interceptors()?;
+    let mut settings = settings(config, listen_ip);
+    settings.set_udp_network(udp);
+    Ok(APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build())
+}
+
+/// The server's ICE settings: ICE-lite, timeouts, address filters, NAT 1:1.
+fn settings(config: &MediaConfig, listen_ip: IpAddr) -> SettingEngine {
+    let mut settings = SettingEngine::default();
+    // ICE-lite, as mediasoup and Janus: the server answers checks and never starts them, so
+    // a client that names a hundred candidates cannot make it send checks to a hundred
+    // addresses (a full agent sends ~8 to each). Clients are full agents and take the
+    // controlling role on both connections (RFC 8445 §6.1.1; webrtc-rs, Chromium and
+    // Firefox all do), even on the subscriber connection where the server offers.
+    settings.set_lite(true);
+    // The server never needs mDNS: it announces IP candidates only.
+    settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    // How soon a participant whose media went silent is noticed (Disconnected) and then
+    // removed (Failed); keepalives stay at webrtc-rs's default.
+    settings.set_ice_timeouts(
+        Some(Duration::from_millis(config.ice_disconnected_timeout_ms)),
+        Some(Duration::from_millis(config.ice_failed_timeout_ms)),
+        None,
+    );
+    if listen_ip.is_loopback() && config.ips.is_empty() {
+        loopback_only(&mut settings, listen_ip.is_ipv6());
+    } else if !config.ips.is_empty() {
+        let allowed = config.ips.clone();
+        settings.set_include_loopback_candidate(allowed.iter().any(|ip| ip.is_loopback()));
+        settings.set_ip_filter(Box::new(move |ip: IpAddr| allowed.contains(&ip)));
+    }
+    if !config.public_ips.is_empty() {
+        let ips = config.public_ips.iter().map(|ip| ip.to_string()).collect();
+        settings.set_nat_1to1_ips(ips, RTCIceCandidateType::Host);
+    }
+    settings
 }

@@ -31,7 +31,7 @@ use super::budget::ByteBudget;
 use super::protocol::{
     ErrorCode, Left, MemberState, MemberView, RoomMessageOut, SignalError, StateUpdate, Updated,
 };
-use super::session::lock;
+use crate::sync::lock;
 use crate::config::SignalingConfig;
 use crate::metrics::{GaugeGuard, Metrics};
 

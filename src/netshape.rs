@@ -1,0 +1,174 @@
+//! Imperfect links on loopback, for the tests and the load tool: "this port's traffic is capped
+//! at R kbit/s", "P % of the UDP packets arriving are lost", "P % of UDP sends are refused".
+//!
+//! This kernel has no netem, so caps are `tc` htb classes on `lo` selected by u32 filters on
+//! the UDP source port, and loss is nftables `numgen random` drops: on the *input* hook a drop
+//! is silent (real loss), on the *output* hook `sendto` fails with EPERM. Needs root, and
+//! changes the whole network namespace: run it in a namespace of its own
+//! (`unshare --net`), one shaping test per test binary. Everything installed is removed when
+//! the [`Shaper`] is dropped.
+
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShapeError {
+    #[error("cannot run {tool}: {source}")]
+    Spawn {
+        tool: &'static str,
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {stderr}")]
+    Failed { command: String, stderr: String },
+}
+
+/// The rate of the default class: anything not capped passes as if unshaped.
+const UNCAPPED: &str = "10gbit";
+const DEV: &str = "lo";
+
+/// A capped port's class, to lift the cap again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap(u16);
+
+/// The shaping rules installed on `lo`; removed on drop.
+#[derive(Debug, Default)]
+pub struct Shaper {
+    htb: bool,
+    next_class: u16,
+    nft_table: Option<String>,
+}
+
+impl Shaper {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Caps UDP packets *from* `port` at `kbit` kbit/s: for a server socket that carries one
+    /// subscriber connection, that subscriber's downlink. A sender at a higher rate sees its
+    /// socket buffer fill and its sends block, as behind a slow link.
+    pub fn cap_from_port(&mut self, port: u16, kbit: u32) -> Result<Cap, ShapeError> {
+        self.ensure_htb()?;
+        self.next_class += 1;
+        let class = 10 + self.next_class;
+        let id = format!("1:{class}");
+        let rate = format!("{kbit}kbit");
+        tc(&[
+            "class", "add", "dev", DEV, "parent", "1:", "classid", &id, "htb", "rate", &rate,
+            "ceil", &rate,
+        ])?;
+        tc(&[
+            "filter",
+            "add",
+            "dev",
+            DEV,
+            "parent",
+            "1:",
+            "protocol",
+            "ip",
+            "prio",
+            "1",
+            "u32",
+            "match",
+            "ip",
+            "protocol",
+            "17",
+            "0xff",
+            "match",
+            "ip",
+            "sport",
+            &port.to_string(),
+            "0xffff",
+            "flowid",
+            &id,
+        ])?;
+        Ok(Cap(class))
+    }
+
+    /// Lifts a cap: its class runs at full speed again, so what is queued drains at once
+    /// instead of being dropped.
+    pub fn lift(&mut self, cap: Cap) -> Result<(), ShapeError> {
+        let id = format!("1:{}", cap.0);
+        tc(&[
+            "class", "change", "dev", DEV, "parent", "1:", "classid", &id, "htb", "rate", UNCAPPED,
+        ])
+    }
+
+    /// Silently drops `percent` % of the UDP packets arriving (to `port` only, if given).
+    pub fn lose_incoming(&mut self, percent: u8, port: Option<u16>) -> Result<(), ShapeError> {
+        self.nft_drop("input", percent, port.map(|p| format!("udp dport {p}")))
+    }
+
+    /// Makes `percent` % of UDP sends fail (`sendto` returns EPERM), as a local firewall does.
+    pub fn refuse_sends(&mut self, percent: u8) -> Result<(), ShapeError> {
+        self.nft_drop("output", percent, None)
+    }
+
+    fn ensure_htb(&mut self) -> Result<(), ShapeError> {
+        if self.htb {
+            return Ok(());
+        }
+        tc(&[
+            "qdisc", "add", "dev", DEV, "root", "handle", "1:", "htb", "default", "10",
+        ])?;
+        self.htb = true;
+        tc(&[
+            "class", "add", "dev", DEV, "parent", "1:", "classid", "1:10", "htb", "rate", UNCAPPED,
+        ])
+    }
+
+    fn nft_drop(
+        &mut self,
+        hook: &str,
+        percent: u8,
+        matching: Option<String>,
+    ) -> Result<(), ShapeError> {
+        let table = match &self.nft_table {
+            Some(t) => t.clone(),
+            None => {
+                let t = format!("sfu_shape_{}", std::process::id());
+                nft(&format!("add table inet {t}"))?;
+                self.nft_table = Some(t.clone());
+                t
+            }
+        };
+        nft(&format!(
+            "add chain inet {table} {hook} {{ type filter hook {hook} priority 0 ; }}"
+        ))?;
+        nft(&format!(
+            "add rule inet {table} {hook} meta l4proto udp {} numgen random mod 100 < {percent} drop",
+            matching.unwrap_or_default()
+        ))
+    }
+}
+
+impl Drop for Shaper {
+    fn drop(&mut self) {
+        if self.htb {
+            let _ = tc(&["qdisc", "del", "dev", DEV, "root"]);
+        }
+        if let Some(t) = self.nft_table.take() {
+            let _ = nft(&format!("delete table inet {t}"));
+        }
+    }
+}
+
+fn tc(args: &[&str]) -> Result<(), ShapeError> {
+    run("tc", args.iter().map(|s| s.to_string()).collect())
+}
+
+fn nft(rule: &str) -> Result<(), ShapeError> {
+    run("nft", rule.split_whitespace().map(str::to_string).collect())
+}
+
+fn run(tool: &'static str, args: Vec<String>) -> Result<(), ShapeError> {
+    let out = Command::new(tool)
+        .args(&args)
+        .output()
+        .map_err(|source| ShapeError::Spawn { tool, source })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(ShapeError::Failed {
+        command: format!("{tool} {}", args.join(" ")),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
+}

@@ -1,0 +1,191 @@
+//! A subscriber whose downlink cannot carry the stream: its queue really fills (its server
+//! socket is capped with tc, so the socket buffer fills and its writer blocks), and
+//! - the other subscribers of the same track lose nothing;
+//! - the capped one loses whole frames: after every gap its video resumes at a keyframe, which
+//!   the server asked the publisher for;
+//! - once the cap is lifted it decodes again: a keyframe and an unbroken run of frames.
+//!
+//! `media.port_range` gives each PeerConnection its own server socket, so the cap (on that
+//! socket's source port) touches this one subscriber connection only. The tc qdisc covers the
+//! namespace's `lo`: one test in this file, run as root in its own namespace.
+
+mod media_support;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use media_support::*;
+use sfu_lite::client::{Hooks, MediaSource, PeerOptions, TrackSpec};
+use sfu_lite::metrics::Metrics;
+use sfu_lite::netshape::Shaper;
+use sfu_lite::sfu::codec::VideoCodec;
+use sfu_lite::sfu::Source;
+
+/// Far below what the publisher sends (VP8 clip plus 200 audio packets/s of 400 bytes).
+const CAP_KBIT: u32 = 16;
+
+/// (sequence number, starts a keyframe) of every camera packet, in arrival order.
+type Arrivals = Arc<Mutex<Vec<(u16, bool)>>>;
+
+fn recording_arrivals() -> (PeerOptions, Arrivals) {
+    let arrivals = Arrivals::default();
+    let log = arrivals.clone();
+    let hooks = Hooks {
+        on_packet: Some(Arc::new(move |_from, source, pkt, _at| {
+            if source == Source::Camera {
+                let key = VideoCodec::Vp8.is_keyframe_start(&pkt.payload);
+                log.lock().unwrap().push((pkt.header.sequence_number, key));
+            }
+        })),
+        on_sent: None,
+    };
+    let opts = PeerOptions {
+        hooks,
+        ..Default::default()
+    };
+    (opts, arrivals)
+}
+
+/// Arrivals as (extended sequence number, keyframe start), in sequence order, duplicates
+/// removed: 16-bit numbers are unwrapped against the previous arrival.
+fn by_sequence(arrivals: &[(u16, bool)]) -> Vec<(i64, bool)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut last: Option<i64> = None;
+    for &(seq, key) in arrivals {
+        let ext = match last {
+            None => i64::from(seq),
+            Some(prev) => prev + i64::from(seq.wrapping_sub(prev as u16) as i16),
+        };
+        out.insert(ext, key);
+        last = Some(ext);
+    }
+    out.into_iter().collect()
+}
+
+/// Waits (bounded) until `cond` holds on the server's counters.
+async fn wait_metric(metrics: &Metrics, what: &str, cond: impl Fn(&Metrics) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond(metrics) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capped_subscriber_loses_whole_frames_and_recovers_while_others_lose_nothing() {
+    let mut config = media_config();
+    config.port_range = "47500-47600".into();
+    config.subscriber_queue_packets = 32;
+    let (sfu, metrics) = sfu_with(config).await;
+    let tracks = vec![
+        TrackSpec {
+            source: Source::Camera,
+            media: MediaSource::fixture_vp8(),
+        },
+        audio(200, 400),
+    ];
+    let alice = join(&sfu, "cap", "alice", publishing(tracks)).await;
+    let bob = join(&sfu, "cap", "bob", PeerOptions::default()).await;
+    let carol = join(&sfu, "cap", "carol", PeerOptions::default()).await;
+    let (opts, arrivals) = recording_arrivals();
+    let capped = join(&sfu, "cap", "capped", opts).await;
+    for p in [&bob, &carol, &capped] {
+        p.wait_until(WAIT, "alice's video and audio", |p| {
+            packets_from(p, "alice", Source::Camera) >= 30
+                && packets_from(p, "alice", Source::Microphone) >= 100
+        })
+        .await
+        .unwrap();
+    }
+    let port = capped
+        .subscriber_server_addr()
+        .await
+        .expect("connected subscriber")
+        .port();
+    for p in [&bob, &carol] {
+        assert_ne!(p.subscriber_server_addr().await.unwrap().port(), port);
+    }
+
+    let mut shaper = Shaper::new();
+    let cap = shaper
+        .cap_from_port(port, CAP_KBIT)
+        .expect("tc on lo (root in a network namespace)");
+    let camera = alice
+        .published()
+        .iter()
+        .find(|p| p.source == Source::Camera)
+        .unwrap()
+        .log
+        .clone();
+    let requests = || camera.keyframe_requests.load(Ordering::Relaxed);
+    let requests_before = requests();
+    let dropped = metrics.dropped_packets.load(Ordering::Relaxed);
+    wait_metric(&metrics, "packets dropped at a full queue", |m| {
+        m.dropped_packets.load(Ordering::Relaxed) > dropped
+    })
+    .await;
+    // Stay capped until the server has asked alice for a keyframe.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while requests() == requests_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no keyframe request reached alice"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shaper.lift(cap).unwrap();
+
+    let lifted_at = arrivals.lock().unwrap().len();
+    capped
+        .wait_until(WAIT, "a keyframe and 60 packets after it", |_| {
+            let a = arrivals.lock().unwrap();
+            let after = &a[lifted_at.min(a.len())..];
+            after
+                .iter()
+                .rposition(|(_, key)| *key)
+                .is_some_and(|k| after.len() - k >= 60)
+        })
+        .await
+        .unwrap();
+
+    // The others lost nothing, audio and video.
+    for p in [&bob, &carol] {
+        assert_contiguous_and_identical(p, &alice, Source::Camera);
+        assert_contiguous_and_identical(p, &alice, Source::Microphone);
+    }
+    // The capped one lost whole frames: every hole in what it got (a packet retransmitted
+    // after a NACK fills its hole) ends at a keyframe start.
+    let got = by_sequence(&arrivals.lock().unwrap());
+    let mut holes = 0;
+    for (prev, (seq, key)) in got.iter().zip(got.iter().skip(1)) {
+        if *seq != prev.0 + 1 {
+            holes += 1;
+            assert!(
+                key,
+                "after a hole ({} -> {seq}) the capped subscriber got a packet that is no keyframe start",
+                prev.0
+            );
+        }
+    }
+    assert!(
+        holes > 0,
+        "the cap never made the capped subscriber lose video"
+    );
+    // And it decodes again: the stream from its last keyframe on has no hole.
+    let last_key = got.iter().rposition(|(_, key)| *key).unwrap();
+    assert!(got.len() - last_key >= 60);
+    assert!(got[last_key..].windows(2).all(|w| w[1].0 == w[0].0 + 1));
+    assert!(metrics.video_resyncs.load(Ordering::Relaxed) > 0);
+    assert!(metrics.plis_sent.load(Ordering::Relaxed) > 0);
+
+    drop(shaper);
+    for p in [alice, bob, carol, capped] {
+        p.leave().await;
+    }
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}
