@@ -11,6 +11,7 @@
 //!   subscriber: server offers), one reader per published track, one writer task per
 //!   subscription. Knows nothing of Socket.IO.
 //! - [`metrics`]: counters and gauges behind `/metrics`; [`procstat`]: CPU and RSS from `/proc`.
+//! - [`clock`]: the clock the limits read (real, or advanced by tests).
 //! - [`load`]: `sfu-lite load`, headless peers against a server, and its figures.
 //! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
 //!   and the load tester drive.
@@ -27,6 +28,7 @@
 //! per subscriber). A full channel drops for that subscriber only.
 
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod conntrack;
 pub mod http;

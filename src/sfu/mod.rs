@@ -9,11 +9,13 @@
 //! - `peer`: one participant's two connections and their serialised negotiation.
 //! - `forward`: up tracks (one reader each), down tracks (one queue + writer each), RTCP.
 //! - `keyframe`: the pure PLI throttle.
+//! - [`checks`]: the pure size/parse checks of client SDP and candidates.
 //! - `tasks`: counted, owned tasks.
 //!
 //! See `docs/sfu.md` for the design and its reasons.
 
 pub mod api;
+pub mod checks;
 mod forward;
 pub mod keyframe;
 mod peer;

@@ -12,11 +12,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use webrtc::ice::candidate::candidate_base::unmarshal_candidate;
 use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit};
 use webrtc::ice_transport::ice_connection_state::RTCIceConnectionState;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
@@ -24,6 +22,7 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
 use webrtc::track::track_remote::TrackRemote;
 
+use super::checks;
 use super::forward::{lock, read_down_rtcp, up_track, DownTrack, ForwardConfig, Sink, UpTrack};
 use super::room::Room;
 use super::tasks::{spawn_counted, TaskSet};
@@ -35,10 +34,6 @@ use super::{
 use crate::config::MediaConfig;
 use crate::metrics::{GaugeGuard, Metrics};
 
-/// Largest SDP accepted from a client; signaling has its own, usually smaller, message limit.
-pub(crate) const MAX_SDP_BYTES: usize = 256 * 1024;
-/// Largest candidate line accepted.
-pub(crate) const MAX_CANDIDATE_BYTES: usize = 1024;
 /// Candidates kept while a connection has no remote description yet.
 pub(crate) const MAX_EARLY_CANDIDATES: usize = 64;
 /// How long leaving waits for a participant's tasks before aborting them.
@@ -214,10 +209,10 @@ impl Peer {
         // No sdpMid: with BUNDLE every candidate belongs to the first m-line, and the server
         // does not know the client's mids for it. Browsers accept the index alone.
         let candidate = IceCandidateInit {
-            candidate: json.candidate,
             sdp_mid: None,
             sdp_mline_index: Some(0),
             username_fragment: None,
+            ..json.into()
         };
         let event = SfuEvent::Candidate { pc, candidate };
         let _ = tokio::time::timeout(Duration::from_secs(2), self.events.send(event)).await;
@@ -294,27 +289,7 @@ impl Peer {
             return Err(SfuError::Gone);
         }
         let max = self.shared.config.max_tracks_per_participant;
-        if sdp.len() > MAX_SDP_BYTES {
-            return Err(SfuError::BadSdp(format!(
-                "longer than {MAX_SDP_BYTES} bytes"
-            )));
-        }
-        if tracks.len() > max {
-            return Err(SfuError::TooManyTracks(max));
-        }
-        let offer =
-            RTCSessionDescription::offer(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let parsed = offer
-            .unmarshal()
-            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let media = parsed
-            .media_descriptions
-            .iter()
-            .filter(|m| matches!(m.media_name.media.as_str(), "audio" | "video"))
-            .count();
-        if media > max {
-            return Err(SfuError::TooManyTracks(max));
-        }
+        let offer = checks::check_offer(sdp, tracks.len(), max)?.description;
         lock(&self.declared).extend(tracks.into_iter().map(|t| (t.mid, t.source)));
         if self.publisher.current_remote_description().await.is_some() {
             self.wait_publisher_ice_start().await;
@@ -367,13 +342,7 @@ impl Peer {
         if !st.offer_pending {
             return Err(SfuError::NoPendingOffer);
         }
-        if sdp.len() > MAX_SDP_BYTES {
-            return Err(SfuError::BadSdp(format!(
-                "longer than {MAX_SDP_BYTES} bytes"
-            )));
-        }
-        let answer =
-            RTCSessionDescription::answer(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answer = checks::check_answer(sdp)?;
         self.subscriber
             .set_remote_description(answer)
             .await
@@ -409,25 +378,9 @@ impl Peer {
             return Err(SfuError::Gone);
         }
         let Some(c) = candidate else { return Ok(()) };
-        if c.candidate.len() > MAX_CANDIDATE_BYTES {
-            return Err(SfuError::BadCandidate(format!(
-                "longer than {MAX_CANDIDATE_BYTES} bytes"
-            )));
-        }
-        let value = c
-            .candidate
-            .strip_prefix("candidate:")
-            .unwrap_or(&c.candidate);
-        if value.is_empty() {
-            // The browser's end-of-candidates marker.
+        // `None`: the browser's end-of-candidates marker.
+        let Some(init) = checks::check_candidate(c)? else {
             return Ok(());
-        }
-        unmarshal_candidate(value).map_err(|e| SfuError::BadCandidate(e.to_string()))?;
-        let init = RTCIceCandidateInit {
-            candidate: c.candidate,
-            sdp_mid: c.sdp_mid,
-            sdp_mline_index: c.sdp_mline_index,
-            username_fragment: c.username_fragment,
         };
         let pc = self.pc(kind).clone();
         let apply = |early: &mut Vec<RTCIceCandidateInit>, has_remote: bool, init| {

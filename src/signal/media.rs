@@ -129,7 +129,7 @@ pub(crate) async fn handle(
 }
 
 /// The error code for each way the SFU refuses.
-pub(crate) fn sfu_error(event: &str, e: &SfuError) -> SignalError {
+pub fn sfu_error(event: &str, e: &SfuError) -> SignalError {
     let code = match e {
         SfuError::BadSdp(_) => ErrorCode::BadSdp,
         SfuError::BadCandidate(_) => ErrorCode::BadCandidate,

@@ -17,7 +17,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;
@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::limits::{Admission, Gate};
 use super::protocol::{AckError, ErrorCode, SignalError};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{inc, GaugeGuard, Metrics};
 
@@ -43,6 +44,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Ctx {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// What the rate limit and strikes read as "now" (a manual clock in tests).
+    pub clock: Clock,
     /// Set when shutdown begins: new namespace connections are refused from then on.
     pub closing: std::sync::atomic::AtomicBool,
 }
@@ -128,7 +131,7 @@ impl<S: Service> Connector<S> {
             return Err(Refused::Full(max));
         }
         let front = Arc::new(Front {
-            gate: Mutex::new(Gate::new(&ctx.config.signaling, Instant::now())),
+            gate: Mutex::new(Gate::new(&ctx.config.signaling, ctx.clock.now())),
             ctx,
         });
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -217,7 +220,7 @@ impl Front {
         let socket = SocketRef::from(s);
         let limits = &self.ctx.config.signaling;
         // Bound first: a guard in the match scrutinee would live through the arms.
-        let admission = lock(&self.gate).admit(Instant::now());
+        let admission = lock(&self.gate).admit(self.ctx.clock.now());
         match admission {
             Admission::Accept => {}
             Admission::Answer => {
@@ -283,7 +286,7 @@ impl Front {
     }
 
     fn strike(&self, socket: &SocketRef) {
-        if lock(&self.gate).strike(Instant::now()) {
+        if lock(&self.gate).strike(self.ctx.clock.now()) {
             tracing::warn!(sid = %socket.id, ns = socket.ns(), "too many refused events: disconnecting");
             let _ = socket.clone().disconnect();
         }
