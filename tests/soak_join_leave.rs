@@ -69,7 +69,7 @@ async fn run_cycles(url: &str, range: std::ops::Range<usize>) {
     let mut running = tokio::task::JoinSet::new();
     for n in range {
         if running.len() >= OVERLAP {
-            let done = running.join_next().await.unwrap().expect("cycle");
+            let done: Result<(), _> = running.join_next().await.unwrap().expect("cycle");
             done.expect("cycle within its bound");
         }
         running.spawn(tokio::time::timeout(
@@ -82,7 +82,8 @@ async fn run_cycles(url: &str, range: std::ops::Range<usize>) {
     }
 }
 
-/// The gauges as `/metrics` shows them: `sfu_<name> <value>` lines of type gauge.
+/// sfu-lite's gauges as `/metrics` shows them: `sfu_<name> <value>` lines of type gauge (the
+/// standard `process_*` gauges, RSS and open fds, are not counts of owned things).
 async fn scraped_gauges(url: &str) -> Vec<(String, i64)> {
     let text = reqwest::get(format!("{url}metrics"))
         .await
@@ -94,6 +95,7 @@ async fn scraped_gauges(url: &str) -> Vec<(String, i64)> {
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.strip_suffix(" gauge"))
+        .filter(|name| name.starts_with("sfu_"))
         .collect();
     text.lines()
         .filter_map(|l| l.split_once(' '))
@@ -116,6 +118,7 @@ async fn two_hundred_media_join_leave_cycles_leave_no_gauge_and_no_fd_behind() {
     run_cycles(&url, 0..1).await;
     common::assert_gauges_zero(&server.metrics).await;
     let fds_before = open_fds();
+    eprintln!("open fds after the warm-up cycle: {fds_before}");
 
     run_cycles(&url, 1..CYCLES + 1).await;
 
