@@ -31,6 +31,8 @@ fi
 
 log "build"
 cargo build --tests --bins
+# Examples and benches are not run here, only built, so they cannot rot.
+cargo build --examples --benches
 # The Node tests find the server binary here. (Not SFU_LITE_*: the server reads those as config
 # fields and refuses unknown ones.)
 export SFU_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/sfu-lite"

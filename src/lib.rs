@@ -14,6 +14,7 @@
 //!   subscription. Knows nothing of Socket.IO.
 //! - [`logging`]: `RUST_LOG` or a default, minus webrtc-rs's expected warnings.
 //! - [`metrics`]: counters and gauges behind `/metrics`; [`procstat`]: CPU and RSS from `/proc`.
+//! - [`clock`]: the clock the limits read (real, or advanced by tests).
 //! - [`load`]: `sfu-lite load`, headless peers against a server, and its figures.
 //! - [`sync`]: the one `Mutex` lock helper.
 //! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
@@ -33,6 +34,7 @@
 
 pub mod admission;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod conntrack;
 pub mod http;

@@ -11,6 +11,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use tokio::task::JoinHandle;
 
 use crate::admission::Admission;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::conntrack::{Connections, Timeouts, TrackedAcceptor};
 use crate::http::{self, MetricsAccess};
@@ -40,6 +41,11 @@ pub struct RunningServer {
 
 /// Binds everything and starts serving in the background.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    start_with_clock(config, Clock::real()).await
+}
+
+/// [`start`] with the limits reading `clock` (tests pass a manual one and advance it).
+pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<RunningServer> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let listener = std::net::TcpListener::bind(config.server.listen)
@@ -50,7 +56,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let sfu = Sfu::new(&config.media, local_addr, metrics.clone())
         .await
         .context("cannot start media transport")?;
-    let (layer, signaling) = signal::build(config.clone(), sfu.clone(), metrics.clone());
+    let (layer, signaling) = signal::build(config.clone(), sfu.clone(), metrics.clone(), clock);
     let static_dir = Some(config.server.static_dir.trim())
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);

@@ -266,23 +266,12 @@ impl RawClient {
             loop {
                 tokio::select! {
                     Some(c) = self.cands.recv() => {
-                        let c = IceCandidateInit {
-                            candidate: c.candidate,
-                            sdp_mid: c.sdp_mid,
-                            sdp_mline_index: c.sdp_mline_index,
-                            username_fragment: None,
-                        };
+                        let c = IceCandidateInit { username_fragment: None, ..c.into() };
                         p.add_candidate(PcKind::Publisher, Some(c)).await.unwrap();
                     }
                     Some(e) = events.recv() => match e {
                         SfuEvent::Candidate { pc: PcKind::Publisher, candidate } => {
-                            let init = RTCIceCandidateInit {
-                                candidate: candidate.candidate,
-                                sdp_mid: candidate.sdp_mid,
-                                sdp_mline_index: candidate.sdp_mline_index,
-                                username_fragment: candidate.username_fragment,
-                            };
-                            self.pc.add_ice_candidate(init).await.unwrap();
+                            self.pc.add_ice_candidate(candidate.into()).await.unwrap();
                         }
                         SfuEvent::Closed { reason } => panic!("media closed: {reason}"),
                         _ => {}

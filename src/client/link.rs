@@ -64,18 +64,17 @@ pub(crate) enum Link {
     },
 }
 
+/// The refusal the server would send for `e`: signaling's own mapping, so both ends agree.
 fn sfu_error(e: SfuError, event: &str) -> ServerError {
-    let code = match e {
-        SfuError::BadSdp(_) => "bad_sdp",
-        SfuError::BadCandidate(_) => "bad_candidate",
-        SfuError::TooManyTracks(_) => "too_many_tracks",
-        SfuError::NoPendingOffer => "no_pending_offer",
-        SfuError::Gone | SfuError::Internal(_) => "media_error",
-    };
+    let e = crate::signal::sfu_error(event, &e);
+    let code = serde_json::to_value(e.code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     ServerError {
-        code: code.into(),
-        message: e.to_string(),
-        event: event.into(),
+        code,
+        message: e.message,
+        event: e.event,
     }
 }
 
@@ -260,7 +259,8 @@ impl Link {
     }
 }
 
-fn first_value(payload: Payload) -> Option<Value> {
+/// The first argument of a received Socket.IO event, if it has one.
+pub fn first_value(payload: Payload) -> Option<Value> {
     match payload {
         Payload::Text(mut values) if !values.is_empty() => Some(values.swap_remove(0)),
         _ => None,

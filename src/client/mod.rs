@@ -34,7 +34,7 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
-pub use link::{join_rooms, ServerError};
+pub use link::{first_value, join_rooms, ServerError};
 pub use loss::LossSpec;
 pub use media::{ClipFile, MediaSource, SentLog, SentPacket};
 pub use record::{Received, StreamRecord};
@@ -222,10 +222,8 @@ impl HeadlessPeer {
                 while let Some((pc, c)) = cand_rx.recv().await {
                     if let Ok(json) = c.to_json() {
                         let candidate = IceCandidateInit {
-                            candidate: json.candidate,
-                            sdp_mid: json.sdp_mid,
-                            sdp_mline_index: json.sdp_mline_index,
                             username_fragment: None,
+                            ..json.into()
                         };
                         link.send(Outbound::Candidate { pc, candidate }).await;
                     }
@@ -626,12 +624,7 @@ async fn drive(
             }
             Inbound::Candidate { pc, candidate } => {
                 let Some(c) = candidate else { continue };
-                let init = RTCIceCandidateInit {
-                    candidate: c.candidate,
-                    sdp_mid: c.sdp_mid,
-                    sdp_mline_index: c.sdp_mline_index,
-                    username_fragment: c.username_fragment,
-                };
+                let init = RTCIceCandidateInit::from(c);
                 let target = pc_of(pc);
                 if target.remote_description().await.is_some() {
                     let _ = target.add_ice_candidate(init).await;

@@ -3,12 +3,14 @@
 //!
 //! - [`args`]: the command line and its checks (loopback-only unless `--allow-remote`).
 //! - [`stats`]: pure measurement state (send logs, loss/jitter per stream, percentiles).
+//! - [`expect`]: the subscriptions a run must see; a silent one counts as lost, not absent.
 //! - [`run`]: the media run (headless peers from [`crate::client`]); [`signal_only`]: Socket.IO
 //!   clients only.
 //! - [`server_probe`]: the server's CPU, RSS and forwarded packets.
 //! - [`report`]: the summary (`--json`) and its table; [`plot`]: the SVG.
 
 pub mod args;
+pub mod expect;
 pub mod plot;
 pub mod report;
 pub mod run;
@@ -21,8 +23,8 @@ use std::process::ExitCode;
 pub use args::LoadArgs;
 
 /// Runs `sfu-lite load` to the end: the table on stdout, `--json` and `--plot` files, and an
-/// exit code that gates a pipeline (1 when peers failed to join or loss passed `--max-loss`,
-/// 2 for bad arguments).
+/// exit code that gates a pipeline (1 when peers failed to join, an expected subscription never
+/// started or loss passed `--max-loss`; 2 for bad arguments).
 pub async fn main(args: LoadArgs) -> ExitCode {
     if let Err(e) = args.validate() {
         eprintln!("sfu-lite load: {e}");
@@ -77,6 +79,14 @@ pub async fn main(args: LoadArgs) -> ExitCode {
         eprintln!(
             "sfu-lite load: {} of {} peers failed to join",
             summary.peers_failed, summary.peers
+        );
+        ok = false;
+    }
+    if summary.subscriptions_started < summary.subscriptions_expected {
+        eprintln!(
+            "sfu-lite load: {} of {} expected subscriptions never started",
+            summary.subscriptions_expected - summary.subscriptions_started,
+            summary.subscriptions_expected
         );
         ok = false;
     }

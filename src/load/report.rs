@@ -35,7 +35,13 @@ pub struct Summary {
     pub first_frame_ms: Percentiles,
     /// Per packet, send → receive, matched by (publisher track, RTP sequence number).
     pub latency_ms: Percentiles,
+    /// Media runs: every track of every other publisher in the room, per subscriber; and how
+    /// many of them delivered at least one packet.
+    pub subscriptions_expected: usize,
+    pub subscriptions_started: usize,
     pub recv_packets: u64,
+    /// Gaps in the received sequence numbers, plus every packet sent to a subscription that
+    /// never started (while its subscriber was present).
     pub lost_packets: u64,
     pub loss_ratio: f64,
     /// Mean received bitrate per stream (publisher track at one subscriber).
@@ -88,6 +94,13 @@ impl Summary {
         ];
         if !self.signal_only {
             rows.extend([
+                (
+                    "subscriptions",
+                    format!(
+                        "{} expected, {} started",
+                        self.subscriptions_expected, self.subscriptions_started
+                    ),
+                ),
                 ("first remote frame (ms)", p(&self.first_frame_ms)),
                 ("packet latency (ms)", p(&self.latency_ms)),
                 (
@@ -171,6 +184,8 @@ mod tests {
             "join_ms",
             "first_frame_ms",
             "recv_packets",
+            "subscriptions_expected",
+            "subscriptions_started",
             "tool_cpu_s",
             "server_cpu_us_per_forwarded_packet",
             "server_rss_mib",

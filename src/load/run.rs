@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
 
 use super::args::{LoadArgs, VideoSpec};
+use super::expect::{self, Expectation, Presence};
 use super::report::{Summary, TimelinePoint};
 use super::server_probe::ServerProbe;
 use super::stats::{since_epoch_ns, Samples, SendLog, StreamStats};
@@ -23,13 +24,44 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Synthetic video packet size: typical of a VP8 stream's packets at a few hundred kbit/s.
 const VIDEO_PAYLOAD: usize = 1000;
 
-/// Send times of one peer's published tracks, fixed when the peer is made (no lock).
+/// Send times and counts of one peer's published tracks, fixed when the peer is made (no lock).
 #[derive(Debug, Default)]
-struct PeerSends(Vec<(Source, SendLog)>);
+struct PeerSends(Vec<TrackSends>);
+
+#[derive(Debug)]
+struct TrackSends {
+    source: Source,
+    log: SendLog,
+    /// Packets sent: what a subscriber that never received this track lost.
+    sent: AtomicU64,
+}
 
 impl PeerSends {
+    fn new(sources: impl Iterator<Item = Source>) -> Self {
+        Self(
+            sources
+                .map(|source| TrackSends {
+                    source,
+                    log: SendLog::default(),
+                    sent: AtomicU64::new(0),
+                })
+                .collect(),
+        )
+    }
+
     fn get(&self, source: Source) -> Option<&SendLog> {
-        self.0.iter().find(|(s, _)| *s == source).map(|(_, l)| l)
+        self.track(source).map(|t| &t.log)
+    }
+
+    fn track(&self, source: Source) -> Option<&TrackSends> {
+        self.0.iter().find(|t| t.source == source)
+    }
+
+    fn sent(&self) -> Vec<(Source, u64)> {
+        self.0
+            .iter()
+            .map(|t| (t.source, t.sent.load(Ordering::Relaxed)))
+            .collect()
     }
 }
 
@@ -149,6 +181,9 @@ struct Joined {
     peer: HeadlessPeer,
     observer: Arc<Observer>,
     join_ms: u64,
+    room: usize,
+    joined_at: Instant,
+    sends: Arc<PeerSends>,
 }
 
 fn tracks(args: &LoadArgs, publishes: bool) -> Vec<TrackSpec> {
@@ -205,12 +240,7 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
             state: Mutex::default(),
         });
         let tracks = tracks(args, i < publishers);
-        let sends = Arc::new(PeerSends(
-            tracks
-                .iter()
-                .map(|t| (t.source, SendLog::default()))
-                .collect(),
-        ));
+        let sends = Arc::new(PeerSends::new(tracks.iter().map(|t| t.source)));
         let hooks = Hooks {
             on_packet: Some({
                 let observer = observer.clone();
@@ -223,8 +253,9 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
             on_sent: Some({
                 let sends = sends.clone();
                 Arc::new(move |source, seq, at| {
-                    if let Some(log) = sends.get(source) {
-                        log.record(seq, since_epoch_ns(at));
+                    if let Some(track) = sends.track(source) {
+                        track.log.record(seq, since_epoch_ns(at));
+                        track.sent.fetch_add(1, Ordering::Relaxed);
                     }
                 })
             }),
@@ -237,6 +268,7 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
         };
         let url = args.url.clone();
         let registry = registry.clone();
+        let rooms = args.rooms;
         joins.spawn(async move {
             let t0 = Instant::now();
             let joined = tokio::time::timeout(
@@ -252,6 +284,9 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
                         peer,
                         observer,
                         join_ms: t0.elapsed().as_millis() as u64,
+                        room: i % rooms,
+                        joined_at: Instant::now(),
+                        sends,
                     })
                 }
                 Ok(Err(e)) => Err(format!("peer {i}: {e:#}")),
@@ -362,6 +397,13 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
     }
     summary.latency_ms = latency.percentiles(1000.0);
     summary.first_frame_ms = first_frame.percentiles(1.0);
+    let subs = expected_subscriptions(&peers);
+    summary.subscriptions_expected = subs.expected;
+    summary.subscriptions_started = subs.started;
+    summary.lost_packets += subs.silent_lost_packets();
+    for s in subs.silent.iter().take(5) {
+        tracing::warn!(subscriber = %s.subscriber, publisher = %s.publisher, source = ?s.source, "subscription never started");
+    }
     let expected = summary.recv_packets + summary.lost_packets;
     summary.loss_ratio = if expected > 0 {
         summary.lost_packets as f64 / expected as f64
@@ -392,6 +434,33 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
         }
     }
     Ok(summary)
+}
+
+/// The subscriptions the joined peers should have (see [`expect`]), checked against what each
+/// observer received.
+fn expected_subscriptions(peers: &[Joined]) -> Expectation {
+    let end = Instant::now();
+    let presence: Vec<Presence> = peers
+        .iter()
+        .map(|j| Presence {
+            id: j.peer.id().to_string(),
+            room: j.room,
+            present_s: end.saturating_duration_since(j.joined_at).as_secs_f64(),
+            tracks: j.sends.sent(),
+        })
+        .collect();
+    let started = |sub: &Presence, publisher: &str, source: Source| {
+        let Some(j) = peers.iter().find(|j| j.peer.id() == sub.id) else {
+            return false;
+        };
+        let state = j.observer.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .streams
+            .get(publisher)
+            .and_then(|m| m.get(&source))
+            .is_some_and(|s| s.stats.received > 0)
+    };
+    expect::subscriptions(&presence, started)
 }
 
 fn progress(args: &LoadArgs) -> ProgressBar {

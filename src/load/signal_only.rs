@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::Payload;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::client::join_rooms;
+use crate::client::{first_value, join_rooms};
 
 use super::args::LoadArgs;
 use super::report::Summary;
@@ -25,14 +25,6 @@ const MESSAGES_PER_CLIENT: u64 = 20;
 struct Received {
     count: AtomicU64,
     latency_us: Mutex<Samples>,
-}
-
-fn first_value(payload: Payload) -> Option<Value> {
-    match payload {
-        #[allow(deprecated)]
-        Payload::Text(mut v) => (!v.is_empty()).then(|| v.swap_remove(0)),
-        _ => None,
-    }
 }
 
 /// Connects to `/rooms`, joins, and returns the client once the join is acknowledged.

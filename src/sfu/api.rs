@@ -51,6 +51,30 @@ pub struct IceCandidateInit {
     pub username_fragment: Option<String>,
 }
 
+/// The one conversion to webrtc-rs's candidate type (both server and headless client use it).
+impl From<IceCandidateInit> for webrtc::ice_transport::ice_candidate::RTCIceCandidateInit {
+    fn from(c: IceCandidateInit) -> Self {
+        Self {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+        }
+    }
+}
+
+/// And back, for candidates gathered by a webrtc-rs connection (`RTCIceCandidate::to_json`).
+impl From<webrtc::ice_transport::ice_candidate::RTCIceCandidateInit> for IceCandidateInit {
+    fn from(c: webrtc::ice_transport::ice_candidate::RTCIceCandidateInit) -> Self {
+        Self {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+        }
+    }
+}
+
 /// One publisher-declared track: the transceiver `mid` in its offer and what it carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

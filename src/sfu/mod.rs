@@ -15,11 +15,13 @@
 //! - `ice_start`: the webrtc-rs re-offer workaround, shared with the headless client.
 //! - `transport`: codecs, interceptors, ICE-lite, UDP mux / port range, NAT 1:1, loopback-only.
 //! - `udp`: media sockets on which a failed send counts as a lost packet.
+//! - [`checks`]: the pure size/parse checks of client SDP and candidates.
 //! - `tasks`: counted, owned tasks.
 //!
 //! See `docs/sfu.md` for the design and its reasons.
 
 pub mod api;
+pub mod checks;
 pub mod codec;
 mod forward;
 pub mod ice_start;

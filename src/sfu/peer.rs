@@ -17,6 +17,7 @@ use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit}
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::RTCPeerConnection;
 
+use super::checks;
 use super::forward::ForwardConfig;
 use super::ice_start::IceStart;
 use super::publish::Declared;
@@ -29,10 +30,6 @@ use crate::config::MediaConfig;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::sync::lock;
 
-/// Largest SDP accepted from a client; signaling has its own, usually smaller, message limit.
-pub(crate) const MAX_SDP_BYTES: usize = 256 * 1024;
-/// Largest candidate line accepted.
-pub(crate) const MAX_CANDIDATE_BYTES: usize = 1024;
 /// Candidates kept while a connection has no remote description yet.
 pub(crate) const MAX_EARLY_CANDIDATES: usize = 64;
 /// How long leaving waits for a participant's tasks before aborting them.
@@ -222,26 +219,9 @@ impl Peer {
             return Err(SfuError::Gone);
         }
         let Some(c) = candidate else { return Ok(()) };
-        if c.candidate.len() > MAX_CANDIDATE_BYTES {
-            return Err(SfuError::BadCandidate(format!(
-                "longer than {MAX_CANDIDATE_BYTES} bytes"
-            )));
-        }
-        let value = c
-            .candidate
-            .strip_prefix("candidate:")
-            .unwrap_or(&c.candidate);
-        if value.is_empty() {
+        let Some(init) = checks::check_candidate(c)? else {
             // The browser's end-of-candidates marker.
             return Ok(());
-        }
-        webrtc::ice::candidate::candidate_base::unmarshal_candidate(value)
-            .map_err(|e| SfuError::BadCandidate(e.to_string()))?;
-        let init = RTCIceCandidateInit {
-            candidate: c.candidate,
-            sdp_mid: c.sdp_mid,
-            sdp_mline_index: c.sdp_mline_index,
-            username_fragment: c.username_fragment,
         };
         let pc = self.pc(kind).clone();
         let apply = |early: &mut Vec<RTCIceCandidateInit>, has_remote: bool, init| {

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::track::track_remote::TrackRemote;
 
+use super::checks;
 use super::forward::up_track;
-use super::peer::{Peer, MAX_SDP_BYTES};
+use super::peer::Peer;
 use super::{PcKind, PublishedTrack, SfuError, Source};
 use crate::sync::lock;
 
@@ -74,27 +74,7 @@ impl Peer {
             return Err(SfuError::Gone);
         }
         let max = self.shared.config.max_tracks_per_participant;
-        if sdp.len() > MAX_SDP_BYTES {
-            return Err(SfuError::BadSdp(format!(
-                "longer than {MAX_SDP_BYTES} bytes"
-            )));
-        }
-        if tracks.len() > max {
-            return Err(SfuError::TooManyTracks(max));
-        }
-        let offer =
-            RTCSessionDescription::offer(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let parsed = offer
-            .unmarshal()
-            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let media = parsed
-            .media_descriptions
-            .iter()
-            .filter(|m| matches!(m.media_name.media.as_str(), "audio" | "video"))
-            .count();
-        if media > max {
-            return Err(SfuError::TooManyTracks(max));
-        }
+        let offer = checks::check_offer(sdp, tracks.len(), max)?.description;
         lock(&self.declared).replace(tracks);
         if self.publisher.current_remote_description().await.is_some() {
             let limit = Duration::from_secs(self.shared.config.connect_timeout_secs);

@@ -16,13 +16,13 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
-use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
 
+use super::checks;
 use super::forward::{read_down_rtcp, DownTrack, Sink, UpTrack};
-use super::peer::{Peer, MAX_SDP_BYTES};
+use super::peer::Peer;
 use super::room::{Event, TrackKey};
 use super::{PcKind, SfuError, SfuEvent, TrackInfo};
 use crate::metrics::GaugeGuard;
@@ -222,13 +222,7 @@ impl Peer {
         if !st.offer_pending {
             return Err(SfuError::NoPendingOffer);
         }
-        if sdp.len() > MAX_SDP_BYTES {
-            return Err(SfuError::BadSdp(format!(
-                "longer than {MAX_SDP_BYTES} bytes"
-            )));
-        }
-        let answer =
-            RTCSessionDescription::answer(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answer = checks::check_answer(sdp)?;
         self.subscriber
             .set_remote_description(answer)
             .await

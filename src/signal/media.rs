@@ -258,7 +258,7 @@ async fn deliver<T: Serialize + ?Sized>(
 }
 
 /// The error code for each way the SFU refuses.
-pub(crate) fn sfu_error(event: &str, e: &SfuError) -> SignalError {
+pub fn sfu_error(event: &str, e: &SfuError) -> SignalError {
     let code = match e {
         SfuError::BadSdp(_) => ErrorCode::BadSdp,
         SfuError::BadCandidate(_) => ErrorCode::BadCandidate,

@@ -18,6 +18,8 @@ mod rooms;
 mod session;
 mod tutorial;
 
+pub use media::sfu_error;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -26,12 +28,29 @@ use std::time::Duration;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{ParserConfig, SocketIo};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::sfu::Sfu;
 
 /// The namespace of rooms and media.
 pub const ROOMS_NAMESPACE: &str = "/rooms";
+
+/// Decodes one client event of namespace `ns` (`/` or [`ROOMS_NAMESPACE`]) exactly as a
+/// session's front does, and says only whether it decoded: the entry point of the decoders'
+/// property tests (`tests/parsers_never_panic.rs`).
+pub fn parse_event(
+    ns: &str,
+    event: &str,
+    args: Vec<serde_json::Value>,
+) -> Result<(), protocol::SignalError> {
+    use session::Service;
+    if ns == ROOMS_NAMESPACE {
+        rooms::Rooms::parse(event, args).map(drop)
+    } else {
+        tutorial::Tutorial::parse(event, args).map(drop)
+    }
+}
 
 /// The signaling layer's handle: its Socket.IO instance and what shutdown needs.
 pub struct Signaling {
@@ -40,7 +59,12 @@ pub struct Signaling {
 }
 
 /// Builds the Socket.IO layer with every namespace and handler installed.
-pub fn build(config: Arc<Config>, sfu: Sfu, metrics: Arc<Metrics>) -> (SocketIoLayer, Signaling) {
+pub fn build(
+    config: Arc<Config>,
+    sfu: Sfu,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+) -> (SocketIoLayer, Signaling) {
     // The transport lets a few oversized payloads through so they can be refused politely with
     // `payload_too_large`; far bigger ones close the connection at the Engine.IO layer.
     let max = config.signaling.max_message_bytes as u64;
@@ -65,6 +89,7 @@ pub fn build(config: Arc<Config>, sfu: Sfu, metrics: Arc<Metrics>) -> (SocketIoL
     let ctx = Arc::new(session::Ctx {
         config,
         metrics,
+        clock,
         closing: AtomicBool::new(false),
     });
     io.ns(

@@ -31,9 +31,9 @@ use super::budget::ByteBudget;
 use super::protocol::{
     ErrorCode, Left, MemberState, MemberView, RoomMessageOut, SignalError, StateUpdate, Updated,
 };
-use crate::sync::lock;
 use crate::config::SignalingConfig;
 use crate::metrics::{GaugeGuard, Metrics};
+use crate::sync::lock;
 
 /// Why a session must drop its membership without having asked to: the `error` to send it.
 pub(crate) type Eviction = SignalError;

@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::limits::{Admission, Gate};
 use super::protocol::{AckError, ErrorCode, SignalError};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{inc, GaugeGuard, Metrics};
 use crate::sync::lock;
@@ -52,6 +53,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Ctx {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// What the rate limit and strikes read as "now" (a manual clock in tests).
+    pub clock: Clock,
     /// Set when shutdown begins: new namespace connections are refused from then on.
     pub closing: std::sync::atomic::AtomicBool,
 }
@@ -198,7 +201,12 @@ impl<S: Service> Connector<S> {
             // One line per interval: a flood of refusals must not become a flood of logs.
             static FULL: crate::admission::LogThrottle = crate::admission::LogThrottle::new();
             if let Some(count) = FULL.tick(Instant::now()) {
-                tracing::warn!(ns = s.ns(), max, count, "connection refused: server full (count: refusals since the last such line)");
+                tracing::warn!(
+                    ns = s.ns(),
+                    max,
+                    count,
+                    "connection refused: server full (count: refusals since the last such line)"
+                );
             }
             return Err(Refused::Full(max));
         }
@@ -208,14 +216,15 @@ impl<S: Service> Connector<S> {
             .map(Seats::take)
             .transpose()
             .inspect_err(|e| {
-                static NS_FULL: crate::admission::LogThrottle = crate::admission::LogThrottle::new();
+                static NS_FULL: crate::admission::LogThrottle =
+                    crate::admission::LogThrottle::new();
                 if let Some(count) = NS_FULL.tick(Instant::now()) {
                     tracing::warn!(ns = s.ns(), count, "connection refused: {e}");
                 }
             })?;
         let id = public_id();
         let front = Arc::new(Front {
-            gate: Mutex::new(Gate::new(&ctx.config.signaling, Instant::now())),
+            gate: Mutex::new(Gate::new(&ctx.config.signaling, ctx.clock.now())),
             ctx,
             id: id.clone(),
         });
@@ -308,7 +317,7 @@ impl Front {
         let socket = SocketRef::from(s);
         let limits = &self.ctx.config.signaling;
         // Bound first: a guard in the match scrutinee would live through the arms.
-        let admission = lock(&self.gate).admit(Instant::now());
+        let admission = lock(&self.gate).admit(self.ctx.clock.now());
         match admission {
             Admission::Accept => {}
             Admission::Answer => {
@@ -372,7 +381,7 @@ impl Front {
     }
 
     fn strike(&self, socket: &SocketRef) {
-        if lock(&self.gate).strike(Instant::now()) {
+        if lock(&self.gate).strike(self.ctx.clock.now()) {
             tracing::warn!(id = %self.id, ns = socket.ns(), "too many refused events: disconnecting");
             let _ = socket.clone().disconnect();
         }

@@ -3,6 +3,8 @@
 //! awaits exactly the event it expects, with a bound.
 #![allow(dead_code)]
 
+pub mod gauges;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,10 +12,12 @@ use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client as SioClient, ClientBuilder};
 use rust_socketio::{Event, Payload};
 use serde_json::{json, Value};
+use sfu_lite::clock::Clock;
 use sfu_lite::config::Config;
-use sfu_lite::metrics::Metrics;
-use sfu_lite::server::{start, RunningServer};
+use sfu_lite::server::{start, start_with_clock, RunningServer};
 use tokio::sync::{mpsc, oneshot};
+
+pub use gauges::assert_gauges_zero;
 
 /// Upper bound of every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -38,6 +42,17 @@ pub async fn server_with(tweak: impl FnOnce(&mut Config)) -> RunningServer {
     start(c).await.expect("server starts")
 }
 
+/// A server whose limits read a manual clock, returned with it: the test advances time.
+pub async fn server_with_clock(tweak: impl FnOnce(&mut Config)) -> (RunningServer, Clock) {
+    let mut c = config();
+    tweak(&mut c);
+    let clock = Clock::manual();
+    let server = start_with_clock(c, clock.clone())
+        .await
+        .expect("server starts");
+    (server, clock)
+}
+
 pub fn base_url(server: &RunningServer) -> String {
     format!("http://127.0.0.1:{}/", server.local_addr.port())
 }
@@ -47,27 +62,6 @@ pub async fn stop(server: RunningServer) {
     let metrics = server.metrics.clone();
     server.shutdown().await;
     assert_gauges_zero(&metrics).await;
-}
-
-/// Gauges settle when sessions finish their cleanup, which no client can observe directly;
-/// poll them, bounded.
-pub async fn assert_gauges_zero(metrics: &Metrics) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let nonzero: Vec<_> = metrics
-            .gauges()
-            .into_iter()
-            .filter(|(_, v)| *v != 0)
-            .collect();
-        if nonzero.is_empty() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gauges not back to zero: {nonzero:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// One received event: its name and arguments.

@@ -2,6 +2,9 @@
 //! checks every test makes (contiguous, byte-identical streams; gauges back to zero).
 #![allow(dead_code)]
 
+#[path = "../common/gauges.rs"]
+pub mod gauges;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,22 +150,12 @@ pub fn assert_contiguous_and_identical(
     rec.log.len()
 }
 
-/// Waits (bounded) until every gauge the SFU owns is back to zero.
+/// Waits (bounded) until every gauge the SFU owns, and its room table, are back to zero.
 pub async fn assert_gauges_return_to_zero(metrics: &Metrics, sfu: &Sfu) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let gauges = metrics.gauges();
-        let live: Vec<_> = gauges.iter().filter(|(_, v)| *v != 0).collect();
-        if live.is_empty() && sfu.room_count() == 0 {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!(
-                "gauges not back to zero: {live:?}, rooms {}",
-                sfu.room_count()
-            );
-        }
-        // Teardown of other members' subscriptions runs in their own tasks; poll briefly.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gauges::assert_settles_to_zero(|| {
+        let mut counts = gauges::gauges(metrics);
+        counts.push(("sfu rooms".into(), sfu.room_count() as i64));
+        counts
+    })
+    .await;
 }
