@@ -33,7 +33,7 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub enum Refusal {
     #[error("the server has {0} open TCP connections, its limit")]
     TcpFull(usize),
-    #[error("the server has {0} sessions, its limit (server.max_connections)")]
+    #[error("the server has {0} sessions, its limit (server.max_connections and some room)")]
     SessionsFull(usize),
     #[error("this address has {0} connections, its limit (server.max_connections_per_address)")]
     AddressFull(usize),
@@ -94,10 +94,13 @@ impl Admission {
             n => n,
         };
         let unlimited = |n: usize| if n == 0 { usize::MAX } else { n };
+        // A little room above `max_connections`, so that a client arriving at a full server
+        // still gets the namespace's polite `server_full` refusal instead of a bare HTTP 503.
+        let sessions = config.max_connections + (config.max_connections / 50).max(8);
         Arc::new(Self {
             limits: Limits {
                 tcp,
-                sessions: config.max_connections,
+                sessions,
                 per_address: unlimited(config.max_connections_per_address),
                 rate: config.handshakes_per_address_per_second as f64,
                 burst: config.handshake_burst.max(1) as f64,
@@ -115,7 +118,12 @@ impl Admission {
         self.limits.tcp
     }
 
-    /// Open sessions right now (what `server.max_connections` bounds).
+    /// The cap on Engine.IO sessions: `server.max_connections` and a little room.
+    pub fn session_limit(&self) -> usize {
+        self.limits.sessions
+    }
+
+    /// Open sessions right now.
     pub fn sessions(&self) -> usize {
         self.lock().sessions
     }
@@ -452,14 +460,16 @@ mod tests {
             c.max_connections = 2;
             c.handshakes_per_address_per_second = 0;
         });
-        let one = a.open_session(ip("192.0.2.1")).unwrap();
-        let _two = a.open_session(ip("192.0.2.2")).unwrap();
+        assert_eq!(a.session_limit(), 2 + 8);
+        let mut held: Vec<_> = (0..10u8)
+            .map(|i| a.open_session(IpAddr::from([192, 0, 2, i])).unwrap())
+            .collect();
         assert_eq!(
-            a.open_session(ip("192.0.2.3")).err(),
-            Some(Refusal::SessionsFull(2))
+            a.open_session(ip("192.0.2.99")).err(),
+            Some(Refusal::SessionsFull(10))
         );
-        drop(one);
-        assert!(a.open_session(ip("192.0.2.3")).is_ok());
+        held.pop();
+        assert!(a.open_session(ip("192.0.2.99")).is_ok());
     }
 
     #[test]
