@@ -97,9 +97,15 @@ impl Shaper {
         self.nft_drop("input", percent, port.map(|p| format!("udp dport {p}")))
     }
 
-    /// Makes `percent` % of UDP sends fail (`sendto` returns EPERM), as a local firewall does.
-    pub fn refuse_sends(&mut self, percent: u8) -> Result<(), ShapeError> {
-        self.nft_drop("output", percent, None)
+    /// Makes `percent` % of UDP sends fail (`sendto` returns EPERM), as a local firewall does;
+    /// only sends from source ports `lo..=hi`, if given.
+    pub fn refuse_sends(
+        &mut self,
+        percent: u8,
+        from_ports: Option<(u16, u16)>,
+    ) -> Result<(), ShapeError> {
+        let matching = from_ports.map(|(lo, hi)| format!("udp sport {lo}-{hi}"));
+        self.nft_drop("output", percent, matching)
     }
 
     fn ensure_htb(&mut self) -> Result<(), ShapeError> {
