@@ -23,6 +23,8 @@ pub enum ShapeError {
 
 /// The rate of the default class: anything not capped passes as if unshaped.
 const UNCAPPED: &str = "10gbit";
+/// Bursts of the uncapped classes: left to tc, a 10 Gbit/s class gets a burst of 0 bytes.
+const UNCAPPED_BURST: &str = "1m";
 const DEV: &str = "lo";
 
 /// A capped port's class, to lift the cap again.
@@ -88,7 +90,23 @@ impl Shaper {
     pub fn lift(&mut self, cap: Cap) -> Result<(), ShapeError> {
         let id = format!("1:{}", cap.0);
         tc(&[
-            "class", "change", "dev", DEV, "parent", "1:", "classid", &id, "htb", "rate", UNCAPPED,
+            "class",
+            "change",
+            "dev",
+            DEV,
+            "parent",
+            "1:",
+            "classid",
+            &id,
+            "htb",
+            "rate",
+            UNCAPPED,
+            "ceil",
+            UNCAPPED,
+            "burst",
+            UNCAPPED_BURST,
+            "cburst",
+            UNCAPPED_BURST,
         ])
     }
 
@@ -117,7 +135,21 @@ impl Shaper {
         ])?;
         self.htb = true;
         tc(&[
-            "class", "add", "dev", DEV, "parent", "1:", "classid", "1:10", "htb", "rate", UNCAPPED,
+            "class",
+            "add",
+            "dev",
+            DEV,
+            "parent",
+            "1:",
+            "classid",
+            "1:10",
+            "htb",
+            "rate",
+            UNCAPPED,
+            "burst",
+            UNCAPPED_BURST,
+            "cburst",
+            UNCAPPED_BURST,
         ])
     }
 
