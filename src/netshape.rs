@@ -23,6 +23,8 @@ pub enum ShapeError {
 
 /// The rate of the default class: anything not capped passes as if unshaped.
 const UNCAPPED: &str = "10gbit";
+/// Bursts of the uncapped classes: left to tc, a 10 Gbit/s class gets a burst of 0 bytes.
+const UNCAPPED_BURST: &str = "1m";
 const DEV: &str = "lo";
 
 /// A capped port's class, to lift the cap again.
@@ -88,7 +90,23 @@ impl Shaper {
     pub fn lift(&mut self, cap: Cap) -> Result<(), ShapeError> {
         let id = format!("1:{}", cap.0);
         tc(&[
-            "class", "change", "dev", DEV, "parent", "1:", "classid", &id, "htb", "rate", UNCAPPED,
+            "class",
+            "change",
+            "dev",
+            DEV,
+            "parent",
+            "1:",
+            "classid",
+            &id,
+            "htb",
+            "rate",
+            UNCAPPED,
+            "ceil",
+            UNCAPPED,
+            "burst",
+            UNCAPPED_BURST,
+            "cburst",
+            UNCAPPED_BURST,
         ])
     }
 
@@ -97,9 +115,15 @@ impl Shaper {
         self.nft_drop("input", percent, port.map(|p| format!("udp dport {p}")))
     }
 
-    /// Makes `percent` % of UDP sends fail (`sendto` returns EPERM), as a local firewall does.
-    pub fn refuse_sends(&mut self, percent: u8) -> Result<(), ShapeError> {
-        self.nft_drop("output", percent, None)
+    /// Makes `percent` % of UDP sends fail (`sendto` returns EPERM), as a local firewall does;
+    /// only sends from source ports `lo..=hi`, if given.
+    pub fn refuse_sends(
+        &mut self,
+        percent: u8,
+        from_ports: Option<(u16, u16)>,
+    ) -> Result<(), ShapeError> {
+        let matching = from_ports.map(|(lo, hi)| format!("udp sport {lo}-{hi}"));
+        self.nft_drop("output", percent, matching)
     }
 
     fn ensure_htb(&mut self) -> Result<(), ShapeError> {
@@ -111,7 +135,21 @@ impl Shaper {
         ])?;
         self.htb = true;
         tc(&[
-            "class", "add", "dev", DEV, "parent", "1:", "classid", "1:10", "htb", "rate", UNCAPPED,
+            "class",
+            "add",
+            "dev",
+            DEV,
+            "parent",
+            "1:",
+            "classid",
+            "1:10",
+            "htb",
+            "rate",
+            UNCAPPED,
+            "burst",
+            UNCAPPED_BURST,
+            "cburst",
+            UNCAPPED_BURST,
         ])
     }
 
