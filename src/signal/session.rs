@@ -16,10 +16,12 @@
 //! events as that socket, read its messages, close it or move it to their own WebSocket, and
 //! socketioxide 0.18 has no option to make the two differ. So users never see it: every id the
 //! protocol shows or accepts is [`Conn::id`], a random id made here, known to the server only as
-//! a label. The session id stays between the socket and the server; sfu-lite's logs name sockets by their
-//! public id (socketioxide's own debug traces still show the session id). On disconnect the session is told to stop; the disconnect handler waits for it
-//! to finish its cleanup, so when socketioxide forgets the socket, its room membership, SFU
-//! participant and gauges are gone too.
+//! a label. The session id stays between the socket and the server; sfu-lite's logs name
+//! sockets by their public id (socketioxide's own debug traces still show the session id).
+//!
+//! On disconnect the session is told to stop; the disconnect handler waits for it to finish its
+//! cleanup, so when socketioxide forgets the socket, its room membership, SFU participant and
+//! gauges are gone too.
 
 use std::fmt::Display;
 use std::future::Future;
