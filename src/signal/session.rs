@@ -16,9 +16,12 @@
 //! events as that socket, read its messages, close it or move it to their own WebSocket, and
 //! socketioxide 0.18 has no option to make the two differ. So users never see it: every id the
 //! protocol shows or accepts is [`Conn::id`], a random id made here, known to the server only as
-//! a label. The session id stays between the socket and the server (and out of the logs). On disconnect the session is told to stop; the disconnect handler waits for it
-//! to finish its cleanup, so when socketioxide forgets the socket, its room membership, SFU
-//! participant and gauges are gone too.
+//! a label. The session id stays between the socket and the server; sfu-lite's logs name
+//! sockets by their public id (socketioxide's own debug traces still show the session id).
+//!
+//! On disconnect the session is told to stop; the disconnect handler waits for it to finish its
+//! cleanup, so when socketioxide forgets the socket, its room membership, SFU participant and
+//! gauges are gone too.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -145,7 +148,10 @@ pub(crate) struct Seats {
     setting: &'static str,
     max: usize,
     taken: Arc<AtomicUsize>,
+    warned: Mutex<Option<Instant>>,
 }
+
+const FULL_WARN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One taken seat; dropping it frees it.
 pub(crate) struct Seat(Arc<AtomicUsize>);
@@ -157,6 +163,7 @@ impl Seats {
             setting,
             max,
             taken: Arc::new(AtomicUsize::new(0)),
+            warned: Mutex::new(None),
         }
     }
 
@@ -166,11 +173,29 @@ impl Seats {
                 (n < self.max).then_some(n + 1)
             })
             .map(|_| Seat(self.taken.clone()))
-            .map_err(|_| Refused::NamespaceFull {
-                ns: self.ns,
-                max: self.max,
-                setting: self.setting,
+            .map_err(|_| {
+                let refused = Refused::NamespaceFull {
+                    ns: self.ns,
+                    max: self.max,
+                    setting: self.setting,
+                };
+                self.warn(&refused);
+                refused
             })
+    }
+
+    /// Logs a refusal at most once per [`FULL_WARN_INTERVAL`]: a full namespace under a
+    /// reconnect storm would otherwise write one line per attempt.
+    fn warn(&self, refused: &Refused) {
+        let now = Instant::now();
+        let mut last = lock(&self.warned);
+        if last.is_none_or(|at| now.saturating_duration_since(at) >= FULL_WARN_INTERVAL) {
+            *last = Some(now);
+            tracing::warn!(
+                ns = self.ns,
+                "connection refused: {refused} (logged once a minute)"
+            );
+        }
     }
 }
 
