@@ -22,6 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::{canonical, IpNet, ServerConfig};
+use crate::sync::lock;
 
 /// Descriptors kept for media sockets, files and the listener when the TCP cap is automatic.
 const FD_RESERVE: u64 = 512;
@@ -254,7 +255,7 @@ impl Admission {
     }
 
     fn lock(&self) -> MutexGuard<'_, Counts> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 
@@ -424,7 +425,7 @@ impl LogThrottle {
     /// Counts one; `Some(n)` when a line is due, covering `n` refusals.
     pub fn tick(&self, now: Instant) -> Option<u64> {
         self.pending.fetch_add(1, Ordering::Relaxed);
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = lock(&self.last);
         if last.is_some_and(|t| now.saturating_duration_since(t) < LOG_INTERVAL) {
             return None;
         }

@@ -2,6 +2,7 @@
 //! that only moves when a test advances it, so a token bucket refills or a strike is forgotten
 //! exactly when the test says, without sleeping.
 
+use crate::sync::lock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ impl Clock {
     pub fn now(&self) -> Instant {
         match &self.0 {
             None => Instant::now(),
-            Some(m) => m.start + *m.elapsed.lock().unwrap_or_else(|e| e.into_inner()),
+            Some(m) => m.start + *lock(&m.elapsed),
         }
     }
 
@@ -41,7 +42,7 @@ impl Clock {
     pub fn advance(&self, by: Duration) {
         match &self.0 {
             None => tracing::warn!("advance called on the real clock; ignored"),
-            Some(m) => *m.elapsed.lock().unwrap_or_else(|e| e.into_inner()) += by,
+            Some(m) => *lock(&m.elapsed) += by,
         }
     }
 }

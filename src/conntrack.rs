@@ -36,6 +36,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use crate::admission::{Admission, TcpTicket};
+use crate::sync::lock;
 
 /// The count of busy connections, shared by every connection and whoever waits for zero.
 #[derive(Clone)]
@@ -179,10 +180,6 @@ impl Conn {
         }
         Ok(())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An accepted stream; dropping it ends its WebSocket's busy unit, if it has one.

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::sfu::{
     IceCandidateInit, Participant, PcKind, PublishedTrack, Sfu, SfuError, SfuEvent, TrackInfo,
 };
+use crate::sync::lock;
 
 /// A refusal from the server, as the protocol's `error` event carries it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -191,10 +192,7 @@ impl Link {
                 participant,
                 inbound,
             } => {
-                let p = participant
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let p = lock(&participant).clone();
                 let Some(p) = p else { return };
                 let result = match out {
                     Outbound::PublishOffer { sdp, tracks } => p
@@ -244,7 +242,7 @@ impl Link {
     pub async fn leave(&self) {
         match self {
             Link::Direct { participant, .. } => {
-                let p = participant.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let p = lock(&participant).take();
                 // The driver has stopped, so this is normally the last reference; otherwise
                 // dropping it removes the participant without waiting.
                 if let Some(Ok(p)) = p.map(Arc::try_unwrap) {
@@ -284,11 +282,7 @@ pub async fn join_rooms(
         .transport_type(TransportType::Websocket)
         .reconnect(false)
         .on(Event::Connect, move |_p: Payload, _c: Client| {
-            if let Some(tx) = connected_tx
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
+            if let Some(tx) = lock(&connected_tx).take() {
                 let _ = tx.send(());
             }
             async {}.boxed()
@@ -307,7 +301,7 @@ pub async fn join_rooms(
             json!({ "room": room, "name": name }),
             Duration::from_secs(10),
             move |payload: Payload, _c: Client| {
-                if let Some(tx) = ack_tx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                if let Some(tx) = lock(&ack_tx).take() {
                     // Acks arrive as the raw JSON argument array.
                     let value = match first_value(payload) {
                         Some(Value::Array(args)) => args.into_iter().next(),

@@ -5,6 +5,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use async_trait::async_trait;
 use webrtc::interceptor::stream_info::StreamInfo;
 use webrtc::interceptor::Error as IError;
@@ -61,7 +62,7 @@ impl RTPReader for DropReader {
             let (pkt, attrs) = self.inner.read(buf, attributes).await?;
             let seq = pkt.header.sequence_number;
             if seq % self.spec.every == 0 {
-                let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                let mut seen = lock(&self.seen);
                 if seen.0.insert(seq) {
                     seen.1.push_back(seq);
                     if seen.1.len() > 4096 {

@@ -22,6 +22,7 @@ use webrtc::track::track_local::TrackLocalWriter;
 use super::codec::{payload_hash, synthetic_vp8};
 use super::SentHook;
 use crate::sfu::Source;
+use crate::sync::lock;
 
 /// Where a published track's packets come from.
 #[derive(Debug, Clone)]
@@ -126,7 +127,7 @@ impl SentLog {
     }
 
     pub fn packets(&self) -> Vec<SentPacket> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.log).clone()
     }
 
     fn sent(&self, pkt: &Packet, keyframe: bool) {
@@ -138,14 +139,11 @@ impl SentLog {
             self.keyframes.fetch_add(1, Ordering::Relaxed);
         }
         if self.record {
-            self.log
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(SentPacket {
-                    seq: pkt.header.sequence_number,
-                    hash: payload_hash(&pkt.payload),
-                    at: Instant::now(),
-                });
+            lock(&self.log).push(SentPacket {
+                seq: pkt.header.sequence_number,
+                hash: payload_hash(&pkt.payload),
+                at: Instant::now(),
+            });
         }
     }
 }

@@ -43,6 +43,7 @@ use crate::sfu::ice_start::IceStart;
 use crate::sfu::transport::{engine_and_interceptors, loopback_only};
 use crate::sfu::udp::SocketPerConnection;
 use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, Sfu, Source, TrackInfo};
+use crate::sync::lock;
 use link::{Inbound, Link, Outbound};
 use webrtc::ice::udp_network::UDPNetwork;
 
@@ -396,47 +397,27 @@ impl HeadlessPeer {
 
     /// A snapshot of everything received so far.
     pub fn received(&self) -> Received {
-        self.shared
-            .received
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.shared.received).clone()
     }
 
     /// Every subscriber offer's track list, in arrival order.
     pub fn offers(&self) -> Vec<Vec<TrackInfo>> {
-        self.shared
-            .offers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.shared.offers).clone()
     }
 
     /// The number of m-lines of every subscriber offer, in arrival order.
     pub fn offer_mlines(&self) -> Vec<usize> {
-        self.shared
-            .offer_mlines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.shared.offer_mlines).clone()
     }
 
     /// Errors the server sent.
     pub fn errors(&self) -> Vec<ServerError> {
-        self.shared
-            .errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.shared.errors).clone()
     }
 
     /// Why the server closed this peer's media, if it did.
     pub fn closed_reason(&self) -> Option<String> {
-        self.shared
-            .closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.shared.closed).clone()
     }
 
     pub fn publisher_state(&self) -> RTCPeerConnectionState {
@@ -577,8 +558,8 @@ async fn drive(
             Inbound::SubscribeOffer { sdp, tracks } => {
                 {
                     let now = Instant::now();
-                    let mut mids = shared.mids.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut received = shared.received.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut mids = lock(&shared.mids);
+                    let mut received = lock(&shared.received);
                     for t in &tracks {
                         mids.insert(t.mid.clone(), (t.participant.clone(), t.source));
                         record::ReceivedExt::offered(&mut *received, &t.participant, t.source, now);
@@ -586,16 +567,9 @@ async fn drive(
                     shared
                         .mids_version
                         .fetch_add(1, std::sync::atomic::Ordering::Release);
-                    shared
-                        .offer_mlines
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
+                    lock(&shared.offer_mlines)
                         .push(sdp.lines().filter(|l| l.starts_with("m=")).count());
-                    shared
-                        .offers
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(tracks);
+                    lock(&shared.offers).push(tracks);
                 }
                 if subscriber.current_remote_description().await.is_some() {
                     // A re-offer: the first negotiation's ICE start must have run.
@@ -634,15 +608,11 @@ async fn drive(
             }
             Inbound::Error(e) => {
                 tracing::debug!(?e, "server refused a message");
-                shared
-                    .errors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(e);
+                lock(&shared.errors).push(e);
                 shared.changed.notify_waiters();
             }
             Inbound::Closed(reason) => {
-                *shared.closed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                *lock(&shared.closed) = Some(reason);
                 shared.changed.notify_waiters();
             }
         }

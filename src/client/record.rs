@@ -12,6 +12,7 @@ use webrtc::track::track_remote::TrackRemote;
 use super::codec::{payload_hash, vp8_is_keyframe};
 use super::Shared;
 use crate::sfu::Source;
+use crate::sync::lock;
 
 /// Everything received, keyed by (publisher id, source).
 pub type Received = BTreeMap<(String, Source), StreamRecord>;
@@ -47,7 +48,7 @@ impl ReceivedExt for Received {
 pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid: String) {
     let lookup = || {
         let version = shared.mids_version.load(Ordering::Acquire);
-        let mids = shared.mids.lock().unwrap_or_else(|e| e.into_inner());
+        let mids = lock(&shared.mids);
         mids.get(&mid).map(|(p, s)| ((p.clone(), *s), version))
     };
     let Some((mut key, mut version)) = lookup() else {
@@ -81,7 +82,7 @@ pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid
             hook(&key.0, key.1, &pkt, now);
         }
         {
-            let mut received = shared.received.lock().unwrap_or_else(|e| e.into_inner());
+            let mut received = lock(&shared.received);
             let rec = received.entry(key.clone()).or_default();
             if rec.mime_type.is_empty() {
                 rec.mime_type = mime.clone();

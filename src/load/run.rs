@@ -16,6 +16,7 @@ use super::server_probe::ServerProbe;
 use super::stats::{since_epoch_ns, Samples, SendLog, StreamStats};
 use crate::client::{HeadlessPeer, Hooks, MediaSource, PeerOptions, TrackSpec};
 use crate::sfu::Source;
+use crate::sync::lock;
 
 /// How long one peer may take to join before it counts as failed.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -141,7 +142,7 @@ impl Observer {
         let len = packet.payload.len();
         self.totals.packets.fetch_add(1, Ordering::Relaxed);
         self.totals.bytes.fetch_add(len as u64, Ordering::Relaxed);
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         let state = &mut *state;
         if !state.streams.contains_key(publisher) {
             state.streams.insert(publisher.to_string(), HashMap::new());
@@ -324,7 +325,7 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
         tick.tick().await;
         let mut interval = Samples::default();
         for j in &peers {
-            let mut s = j.observer.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = lock(&j.observer.state);
             interval.merge(&s.interval_latency_us.0);
             s.interval_latency_us = SamplesCell::default();
         }
@@ -386,7 +387,7 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
     }
     let (mut streams, mut jitter_ms_sum) = (0u64, 0.0);
     for j in &peers {
-        let s = j.observer.state.lock().unwrap_or_else(|e| e.into_inner());
+        let s = lock(&j.observer.state);
         latency.merge(&s.latency_us.0);
         for stream in s.streams.values().flat_map(|m| m.values()) {
             streams += 1;
@@ -453,7 +454,7 @@ fn expected_subscriptions(peers: &[Joined]) -> Expectation {
         let Some(j) = peers.iter().find(|j| j.peer.id() == sub.id) else {
             return false;
         };
-        let state = j.observer.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = lock(&j.observer.state);
         state
             .streams
             .get(publisher)

@@ -16,6 +16,7 @@ use super::args::LoadArgs;
 use super::report::Summary;
 use super::server_probe::ServerProbe;
 use super::stats::Samples;
+use crate::sync::lock;
 
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Room messages each client sends during the steady state, spread over `--duration`.
@@ -43,11 +44,7 @@ async fn join(
             if let Some(sent_ns) = sent_ns {
                 let now_ns = epoch.elapsed().as_nanos() as u64;
                 received.count.fetch_add(1, Ordering::Relaxed);
-                received
-                    .latency_us
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .record(now_ns.saturating_sub(sent_ns) / 1000);
+                lock(&received.latency_us).record(now_ns.saturating_sub(sent_ns) / 1000);
             }
         }
         .boxed()
@@ -138,13 +135,7 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
         ..Summary::default()
     };
     let got = received.count.load(Ordering::Relaxed);
-    summary.message_latency_ms = Some(
-        received
-            .latency_us
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .percentiles(1000.0),
-    );
+    summary.message_latency_ms = Some(lock(&received.latency_us).percentiles(1000.0));
     summary.messages_lost = Some(expected.saturating_sub(got));
     summary.recv_packets = got;
     if let (Some(a), Some(b)) = (server_start, after_joins) {

@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::limits::{Admission, Gate};
 use super::protocol::{AckError, ErrorCode, SignalError};
+use crate::admission::LogThrottle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::{inc, GaugeGuard, Metrics};
@@ -148,10 +149,9 @@ pub(crate) struct Seats {
     setting: &'static str,
     max: usize,
     taken: Arc<AtomicUsize>,
-    warned: Mutex<Option<Instant>>,
+    /// A full namespace under a reconnect storm would otherwise write one line per attempt.
+    warned: LogThrottle,
 }
-
-const FULL_WARN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One taken seat; dropping it frees it.
 pub(crate) struct Seat(Arc<AtomicUsize>);
@@ -163,7 +163,7 @@ impl Seats {
             setting,
             max,
             taken: Arc::new(AtomicUsize::new(0)),
-            warned: Mutex::new(None),
+            warned: LogThrottle::new(),
         }
     }
 
@@ -184,16 +184,12 @@ impl Seats {
             })
     }
 
-    /// Logs a refusal at most once per [`FULL_WARN_INTERVAL`]: a full namespace under a
-    /// reconnect storm would otherwise write one line per attempt.
     fn warn(&self, refused: &Refused) {
-        let now = Instant::now();
-        let mut last = lock(&self.warned);
-        if last.is_none_or(|at| now.saturating_duration_since(at) >= FULL_WARN_INTERVAL) {
-            *last = Some(now);
+        if let Some(count) = self.warned.tick(Instant::now()) {
             tracing::warn!(
                 ns = self.ns,
-                "connection refused: {refused} (logged once a minute)"
+                count,
+                "connection refused: {refused} (count: refusals since the last such line)"
             );
         }
     }
@@ -224,7 +220,7 @@ impl<S: Service> Connector<S> {
         let gauge = GaugeGuard::new(&ctx.metrics, |m| &m.sockets);
         if ctx.metrics.sockets.load(Ordering::Relaxed) > max as i64 {
             // One line per interval: a flood of refusals must not become a flood of logs.
-            static FULL: crate::admission::LogThrottle = crate::admission::LogThrottle::new();
+            static FULL: LogThrottle = LogThrottle::new();
             if let Some(count) = FULL.tick(Instant::now()) {
                 tracing::warn!(
                     ns = s.ns(),
@@ -235,18 +231,7 @@ impl<S: Service> Connector<S> {
             }
             return Err(Refused::Full(max));
         }
-        let seat = self
-            .0
-            .seats()
-            .map(Seats::take)
-            .transpose()
-            .inspect_err(|e| {
-                static NS_FULL: crate::admission::LogThrottle =
-                    crate::admission::LogThrottle::new();
-                if let Some(count) = NS_FULL.tick(Instant::now()) {
-                    tracing::warn!(ns = s.ns(), count, "connection refused: {e}");
-                }
-            })?;
+        let seat = self.0.seats().map(Seats::take).transpose()?;
         let id = public_id();
         let front = Arc::new(Front {
             gate: Mutex::new(Gate::new(&ctx.config.signaling, ctx.clock.now())),
