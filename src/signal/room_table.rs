@@ -254,13 +254,17 @@ impl RoomTable {
 fn fan_out<T: Serialize + ?Sized>(members: &[Member], except: &str, event: &str, data: &T) {
     for m in members.iter().filter(|m| m.id != except) {
         if let Err(e) = m.socket.emit(event, data) {
-            if m.socket.connected() {
+            if !m.socket.connected() {
+                continue; // Disconnecting: its session is removing it already.
+            }
+            let eviction = SignalError::new(
+                ErrorCode::NotInRoom,
+                "room",
+                format!("removed from the room: this client stopped reading ({e})"),
+            );
+            // Logged once: later deltas find the eviction already pending.
+            if m.evict.try_send(eviction).is_ok() {
                 tracing::warn!(participant = %m.id, event, error = %e, "member not reading: evicting it");
-                let _ = m.evict.try_send(SignalError::new(
-                    ErrorCode::NotInRoom,
-                    "room",
-                    format!("removed from the room: this client stopped reading ({e})"),
-                ));
             }
         }
     }
