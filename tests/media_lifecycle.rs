@@ -385,3 +385,88 @@ async fn participant_whose_media_goes_silent_is_removed_once_ice_fails() {
     let _ = client.pc.close().await;
     sfu.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_is_delivered_even_when_the_events_channel_was_full() {
+    let mut config = Config::embedded().media;
+    config.connect_timeout_secs = 1;
+    let (sfu, metrics) = sfu_with(config).await;
+    let (events_tx, mut events) = mpsc::channel(1);
+    let participant = sfu.join("full", "ghost", events_tx.clone()).await.unwrap();
+    let (client_pc, offer) = silent_offer().await;
+    participant.publish_offer(offer, vec![]).await.unwrap();
+    // The relay is slow: the channel stays full while the participant fails.
+    let filler = SfuEvent::Closed {
+        reason: "filler".into(),
+    };
+    while events.try_recv().is_ok() {}
+    events_tx.try_send(filler).expect("room for the filler");
+    drop(events_tx);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metrics.peer_connections.load(Ordering::Relaxed) != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the participant was not failed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Now the relay drains: after the filler, the real Closed must still come.
+    let mut reasons = Vec::new();
+    let _ = tokio::time::timeout(WAIT, async {
+        while let Some(e) = events.recv().await {
+            if let SfuEvent::Closed { reason } = e {
+                reasons.push(reason);
+                if reasons.len() == 2 {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(reasons.len(), 2, "Closed was lost: {reasons:?}");
+    assert!(reasons[1].contains("did not connect"), "{reasons:?}");
+    participant.leave().await;
+    let _ = client_pc.close().await;
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_subscriber_offer_is_sent_again_then_fails_the_participant() {
+    let (sfu, metrics) = sfu().await;
+    let publisher = join(&sfu, "lost", "pub", publishing(vec![audio(50, 100)])).await;
+    let (events_tx, mut events) = mpsc::channel(16);
+    let participant = sfu.join("lost", "viewer", events_tx).await.unwrap();
+    let first = next_offer(&mut events).await;
+    // Signaling could not emit it: the same offer comes again, each time it is reported lost.
+    for _ in 0..3 {
+        participant.offer_lost();
+        assert_eq!(next_offer(&mut events).await, first);
+    }
+    participant.offer_lost();
+    let reason = closed_reason(&mut events).await;
+    assert!(reason.contains("could not be delivered"), "{reason}");
+    assert_eq!(
+        participant.subscribe_answer("v=0".into()).await,
+        Err(SfuError::Gone)
+    );
+    participant.leave().await;
+    publisher.leave().await;
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}
+
+/// The SDP of the next `SubscribeOffer` event (bounded by `WAIT`).
+async fn next_offer(events: &mut mpsc::Receiver<SfuEvent>) -> String {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Some(SfuEvent::SubscribeOffer { sdp, .. }) => return sdp,
+                Some(_) => continue,
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await
+    .expect("a subscriber offer within the wait bound")
+}
