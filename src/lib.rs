@@ -12,9 +12,8 @@
 //!   subscription. Knows nothing of Socket.IO.
 //! - [`metrics`]: counters and gauges behind `/metrics`; [`procstat`]: CPU and RSS from `/proc`.
 //! - [`clock`]: the clock the limits read (real, or advanced by tests).
-//! - [`load`]: `sfu-lite load`, headless peers against a server, and its figures.
-//! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
-//!   and the load tester drive.
+//! - The headless participant that the media tests drive and the load tester (`sfu-lite
+//!   load`) are the `sfu-lite-tools` package in `tools/`, outside the server's dependencies.
 //!
 //! # How things travel
 //! A signaling event arrives as Socket.IO JSON, is decoded into a typed message in `signal`,
@@ -27,12 +26,10 @@
 //! writer task per subscriber, which writes it to that subscriber's local track (re-encrypted
 //! per subscriber). A full channel drops for that subscriber only.
 
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod conntrack;
 pub mod http;
-pub mod load;
 pub mod metrics;
 pub mod procstat;
 pub mod server;
