@@ -13,7 +13,8 @@ mkdir -p "$OUT"
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-20s}
 
-cargo build --release --bins
+# Both packages: `sfu-lite load` runs `sfu-lite-load` (tools/) from beside the server binary.
+cargo build --release --workspace --bins
 BIN=$ROOT/target/release/sfu-lite
 PORT=${PORT:-18000}
 

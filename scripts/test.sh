@@ -30,9 +30,10 @@ if [ ! -d tests/js/node_modules ] || [ tests/js/package-lock.json -nt tests/js/n
 fi
 
 log "build"
-cargo build --tests --bins
+# The workspace: the server (root package) and its test and load tools (tools/).
+cargo build --workspace --tests --bins
 # Examples and benches are not run here, only built, so they cannot rot.
-cargo build --examples --benches
+cargo build --workspace --examples --benches
 # The Node tests find the server binary here. (Not SFU_LITE_*: the server reads those as config
 # fields and refuses unknown ones.)
 export SFU_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/sfu-lite"
@@ -47,7 +48,7 @@ else
 fi
 
 log "cargo tests"
-isolated cargo test --offline --tests --bins
+isolated cargo test --offline --workspace --tests --bins
 
 log "node tests (socket.io-client v4 and v2, browsers)"
 shopt -s nullglob

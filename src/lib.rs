@@ -15,11 +15,9 @@
 //! - [`logging`]: `RUST_LOG` or a default, minus webrtc-rs's expected warnings.
 //! - [`metrics`]: counters and gauges behind `/metrics`; [`procstat`]: CPU and RSS from `/proc`.
 //! - [`clock`]: the clock the limits read (real, or advanced by tests).
-//! - [`load`]: `sfu-lite load`, headless peers against a server, and its figures.
 //! - [`sync`]: the one `Mutex` lock helper.
-//! - [`client`]: the headless participant (webrtc-rs + Socket.IO client) that the media tests
-//!   and the load tester drive.
-//! - [`netshape`]: capped and lossy links on loopback (tc, nftables) for tests and load runs.
+//! - The headless participant that the media tests drive and the load tester (`sfu-lite
+//!   load`) are the `sfu-lite-tools` package in `tools/`, outside the server's dependencies.
 //!
 //! # How things travel
 //! A signaling event arrives as Socket.IO JSON, is decoded into a typed message in `signal`,
@@ -33,15 +31,12 @@
 //! per subscriber). A full channel drops for that subscriber only.
 
 pub mod admission;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod conntrack;
 pub mod http;
-pub mod load;
 pub mod logging;
 pub mod metrics;
-pub mod netshape;
 pub mod procstat;
 pub mod server;
 pub mod sfu;

@@ -1,6 +1,7 @@
-//! The `sfu-lite` binary: `serve` (the default) runs the meeting server; `load` drives a server
-//! with headless peers.
+//! The `sfu-lite` binary: `serve` (the default) runs the meeting server; `load` runs the load
+//! tool `sfu-lite-load` (package `tools/`, built beside this binary) with the same arguments.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,8 +26,13 @@ struct Cli {
 enum Command {
     /// Run the meeting server (the default when no subcommand is given).
     Serve(ServeArgs),
-    /// Load-test a server with headless peers (loopback only unless --allow-remote).
-    Load(sfu_lite::load::LoadArgs),
+    /// Load-test a server with headless peers (loopback only unless --allow-remote); runs
+    /// `sfu-lite-load`, see `sfu-lite load --help`.
+    #[command(disable_help_flag = true)]
+    Load {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 #[derive(Args, Clone, Default)]
@@ -44,13 +50,14 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The load tool prints a table: only problems are logged, and webrtc-rs's teardown chatter
-    // (packets for endpoints already closed) is not a problem.
-    let default_filter = match cli.command {
-        Some(Command::Load(_)) => "warn,webrtc=error,webrtc_ice=error,webrtc_dtls=error,webrtc_srtp=error,webrtc_mdns=error,interceptor=error",
-        _ => "info,webrtc=warn,webrtc_ice=warn,webrtc_dtls=warn,webrtc_srtp=warn,webrtc_mdns=warn,interceptor=warn",
+    let args = match cli.command {
+        Some(Command::Load { args }) => return load(args),
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
     };
-    sfu_lite::logging::init(default_filter);
+    sfu_lite::logging::init(
+        "info,webrtc=warn,webrtc_ice=warn,webrtc_dtls=warn,webrtc_srtp=warn,webrtc_mdns=warn,interceptor=warn",
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -58,11 +65,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
-        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
-        Some(Command::Load(args)) => runtime.block_on(sfu_lite::load::main(args)),
-        None => runtime.block_on(serve(cli.serve)),
-    }
+    runtime.block_on(serve(args))
+}
+
+/// Replaces this process with `sfu-lite-load` from this binary's directory (where
+/// `cargo build --workspace` puts it), so its exit code is the load run's.
+fn load(args: Vec<OsString>) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.join("sfu-lite-load")))
+        .filter(|p| p.exists());
+    let Some(exe) = exe else {
+        eprintln!(
+            "sfu-lite: the load tool `sfu-lite-load` is not beside this binary; build it with \
+             `cargo build --workspace` (with --release for a release build)"
+        );
+        return ExitCode::from(2);
+    };
+    let err = std::process::Command::new(&exe).args(args).exec();
+    eprintln!("sfu-lite: cannot run {}: {err}", exe.display());
+    ExitCode::FAILURE
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {

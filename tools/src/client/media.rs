@@ -84,14 +84,14 @@ impl MediaSource {
     pub fn fixture_vp8() -> Self {
         Self::Vp8File(ClipFile::Embedded {
             name: "video-320x240-vp8.ivf",
-            bytes: include_bytes!("../../tests/fixtures/video-320x240-vp8.ivf"),
+            bytes: include_bytes!("../../../tests/fixtures/video-320x240-vp8.ivf"),
         })
     }
 
     pub fn fixture_opus() -> Self {
         Self::OpusFile(ClipFile::Embedded {
             name: "audio-48k-opus.ogg",
-            bytes: include_bytes!("../../tests/fixtures/audio-48k-opus.ogg"),
+            bytes: include_bytes!("../../../tests/fixtures/audio-48k-opus.ogg"),
         })
     }
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use sfu_lite::client::{HeadlessPeer, Hooks, MediaSource, PeerOptions, TrackSpec};
 use sfu_lite::procstat;
 use sfu_lite::sfu::Source;
+use sfu_lite_tools::client::{HeadlessPeer, Hooks, MediaSource, PeerOptions, TrackSpec};
 
 #[derive(Parser)]
 struct Args {

@@ -2,6 +2,7 @@
 //! publish the committed VP8 and Opus fixtures, negotiate both PeerConnections with trickled
 //! candidates, and receive each other's media through the SFU.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 mod media_support;
 
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use common::{base_url, server, stop};
 use media_support::*;
-use sfu_lite::client::{HeadlessPeer, MediaSource, PeerOptions, TrackSpec};
 use sfu_lite::sfu::Source;
+use sfu_lite_tools::client::{HeadlessPeer, MediaSource, PeerOptions, TrackSpec};
 
 fn fixtures() -> PeerOptions {
     PeerOptions {

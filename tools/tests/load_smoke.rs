@@ -1,7 +1,7 @@
 //! `sfu-lite load` end to end: the real binary drives headless peers against a server started
 //! here, and its JSON report must describe what happened.
 
-#[path = "common/gauges.rs"]
+#[path = "../../tests/common/gauges.rs"]
 mod gauges;
 
 use std::process::Command;
@@ -22,8 +22,8 @@ async fn server() -> sfu_lite::server::RunningServer {
 async fn load(url: String, extra: &[&str]) -> (std::process::ExitStatus, Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("out.json");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfu-lite"));
-    cmd.args(["load", "--quiet", "--url", &url, "--json"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfu-lite-load"));
+    cmd.args(["--quiet", "--url", &url, "--json"])
         .arg(&json)
         .args(extra);
     let status = tokio::task::spawn_blocking(move || cmd.status().unwrap())
@@ -216,8 +216,8 @@ async fn signal_only_load_loses_no_message_and_survives_mass_disconnect() {
 
 #[test]
 fn remote_target_is_refused_without_allow_remote() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sfu-lite"))
-        .args(["load", "--url", "http://192.0.2.1:8000", "--duration", "1s"])
+    let out = Command::new(env!("CARGO_BIN_EXE_sfu-lite-load"))
+        .args(["--url", "http://192.0.2.1:8000", "--duration", "1s"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

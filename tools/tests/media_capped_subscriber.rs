@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use media_support::*;
-use sfu_lite::client::{Hooks, MediaSource, PeerOptions, TrackSpec};
 use sfu_lite::metrics::Metrics;
-use sfu_lite::netshape::Shaper;
 use sfu_lite::sfu::codec::VideoCodec;
 use sfu_lite::sfu::Source;
+use sfu_lite_tools::client::{Hooks, MediaSource, PeerOptions, TrackSpec};
+use sfu_lite_tools::netshape::Shaper;
 
 /// Far below what the publisher sends (VP8 clip plus 200 audio packets/s of 400 bytes).
 const CAP_KBIT: u32 = 16;

@@ -6,6 +6,7 @@
 //! Cycles overlap (a few rooms at a time) to keep the run short; the bound on each wait is
 //! generous because this machine is shared.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 mod media_support;
 
@@ -13,8 +14,8 @@ use std::time::Duration;
 
 use common::{base_url, server, stop};
 use media_support::packets_from;
-use sfu_lite::client::{HeadlessPeer, MediaSource, PeerOptions, TrackSpec};
 use sfu_lite::sfu::Source;
+use sfu_lite_tools::client::{HeadlessPeer, MediaSource, PeerOptions, TrackSpec};
 
 /// Rooms created, filled with media and emptied.
 const CYCLES: usize = 200;

@@ -2,17 +2,17 @@
 //! checks every test makes (contiguous, byte-identical streams; gauges back to zero).
 #![allow(dead_code)]
 
-#[path = "../common/gauges.rs"]
+#[path = "../../../tests/common/gauges.rs"]
 pub mod gauges;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sfu_lite::client::{HeadlessPeer, MediaSource, PeerOptions, TrackSpec};
 use sfu_lite::config::{Config, MediaConfig};
 use sfu_lite::metrics::Metrics;
 use sfu_lite::sfu::{Sfu, Source};
+use sfu_lite_tools::client::{HeadlessPeer, MediaSource, PeerOptions, TrackSpec};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 

@@ -10,7 +10,7 @@ mod media_support;
 use std::sync::atomic::Ordering;
 
 use media_support::*;
-use sfu_lite::netshape::Shaper;
+use sfu_lite_tools::netshape::Shaper;
 
 /// The server's media ports in the two modes: the muxed port, or the range.
 const MUXED_PORT: u16 = 47299;

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use media_support::*;
-use sfu_lite::client::{LossSpec, PeerOptions};
 use sfu_lite::sfu::Source;
+use sfu_lite_tools::client::{LossSpec, PeerOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_receive_every_track_contiguous_and_byte_identical() {

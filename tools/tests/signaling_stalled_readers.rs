@@ -3,15 +3,17 @@
 //! offer the SFU waits on, must not be lost silently: the member is removed from the room (the
 //! others get `left`), the bystanders carry on.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+#[path = "../../tests/stalled_reader/mod.rs"]
 mod stalled_reader;
 
 use std::time::Duration;
 
 use common::{base_url, server_with, stop, Client};
 use serde_json::{json, Value};
-use sfu_lite::client::{HeadlessPeer, MediaSource, PeerOptions, TrackSpec};
 use sfu_lite::sfu::Source;
+use sfu_lite_tools::client::{HeadlessPeer, MediaSource, PeerOptions, TrackSpec};
 use stalled_reader::PollingClient;
 
 /// The next event that is not media negotiation (offers and candidates to this observer).
