@@ -17,6 +17,9 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/firefox-esr ] || need_apt+=(firefox-esr)
+# Lossy and capped links in the media tests (nftables on the input/output hooks, tc htb).
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v tc >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
