@@ -179,14 +179,6 @@ impl Participant {
         &self.peer.id
     }
 
-    /// Signaling could not deliver the last [`SfuEvent::SubscribeOffer`] to the client (its
-    /// emit failed). The SFU sends that offer again after a short backoff, as a new
-    /// `SubscribeOffer` event; after 3 losses in a row it fails the participant (`Closed`).
-    /// Without this call a lost offer would wait for an answer forever. Returns at once.
-    pub fn offer_lost(&self) {
-        self.peer.offer_lost();
-    }
-
     /// Mutes (or unmutes) this participant's own track `mid`: it is forwarded to nobody while
     /// muted. The hook a moderator's mute uses too.
     pub fn set_muted(&self, mid: &str, muted: bool) {

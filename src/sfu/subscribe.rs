@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
@@ -26,11 +25,6 @@ use super::peer::Peer;
 use super::room::{Event, TrackKey};
 use super::{PcKind, SfuError, SfuEvent, TrackInfo};
 use crate::metrics::GaugeGuard;
-
-/// How many times in a row an offer may be lost before the participant is failed.
-const MAX_LOST_OFFERS: u32 = 3;
-/// A lost offer is sent again after this, times the number of losses so far.
-const LOST_OFFER_BACKOFF: Duration = Duration::from_millis(250);
 
 /// One subscriber transceiver (one m-line), kept for the connection's life.
 struct Slot {
@@ -53,10 +47,6 @@ struct Subscription {
 #[derive(Default)]
 pub(crate) struct SubState {
     offer_pending: bool,
-    /// The offer that is out, for [`Peer::offer_lost`] to send again.
-    last_offer: Option<(String, Vec<TrackInfo>)>,
-    /// Losses of the offer that is out.
-    lost: u32,
     subs: HashMap<TrackKey, Subscription>,
     /// Inactive m-lines waiting for a track of their kind.
     free: Vec<Slot>,
@@ -164,8 +154,6 @@ impl Peer {
             .collect();
         tracks.sort_by(|a, b| a.mid.cmp(&b.mid));
         st.offer_pending = true;
-        st.lost = 0;
-        st.last_offer = Some((sdp.clone(), tracks.clone()));
         drop(st);
         self.start_connect_timer(PcKind::Subscriber);
         let _ = self
@@ -228,7 +216,6 @@ impl Peer {
             .await
             .map_err(|e| SfuError::BadSdp(e.to_string()))?;
         st.offer_pending = false;
-        st.last_offer = None;
         for c in std::mem::take(&mut st.early_candidates) {
             let _ = self.subscriber.add_ice_candidate(c).await;
         }
@@ -272,46 +259,6 @@ impl Peer {
                 .rooms
                 .apply(&self.room, Event::Started { subscriber, track });
         }
-    }
-
-    /// Signaling could not deliver the pending subscriber offer to the client. The same offer
-    /// is sent again after a short backoff; after [`MAX_LOST_OFFERS`] losses in a row the
-    /// participant fails (its `Closed` event says why). Returns at once.
-    pub fn offer_lost(self: &Arc<Self>) {
-        let peer = self.clone();
-        self.spawn(async move {
-            let (attempt, offer) = {
-                let mut st = peer.sub.lock().await;
-                let Some(offer) = st.last_offer.clone().filter(|_| st.offer_pending) else {
-                    return;
-                };
-                st.lost += 1;
-                (st.lost, offer)
-            };
-            if attempt > MAX_LOST_OFFERS {
-                tracing::warn!(participant = %peer.id, room = %peer.room, "subscriber offer lost {MAX_LOST_OFFERS} times");
-                peer.fail("the subscriber offer could not be delivered".into());
-                return;
-            }
-            tracing::debug!(participant = %peer.id, room = %peer.room, attempt, "subscriber offer lost; sending it again");
-            let mut shutdown = peer.shutdown.subscribe();
-            tokio::select! {
-                _ = tokio::time::sleep(LOST_OFFER_BACKOFF * attempt) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
-            }
-            // Only if that offer is still the one waiting for an answer.
-            let still_out = {
-                let st = peer.sub.lock().await;
-                st.offer_pending && st.last_offer.as_ref().is_some_and(|o| o.0 == offer.0)
-            };
-            if still_out {
-                let (sdp, tracks) = offer;
-                let _ = peer
-                    .events
-                    .send(SfuEvent::SubscribeOffer { sdp, tracks })
-                    .await;
-            }
-        });
     }
 
     /// Ends every subscription (the participant is leaving).

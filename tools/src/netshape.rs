@@ -88,25 +88,20 @@ impl Shaper {
     /// Lifts a cap: its class runs at full speed again, so what is queued drains at once
     /// instead of being dropped.
     pub fn lift(&mut self, cap: Cap) -> Result<(), ShapeError> {
+        self.change(cap, UNCAPPED, UNCAPPED_BURST)
+    }
+
+    /// Changes a cap to `kbit` kbit/s: a link that gets better (or worse) without the burst of
+    /// a lifted one, whose backlog arrives all at once.
+    pub fn set_rate(&mut self, cap: Cap, kbit: u32) -> Result<(), ShapeError> {
+        self.change(cap, &format!("{kbit}kbit"), "64k")
+    }
+
+    fn change(&mut self, cap: Cap, rate: &str, burst: &str) -> Result<(), ShapeError> {
         let id = format!("1:{}", cap.0);
         tc(&[
-            "class",
-            "change",
-            "dev",
-            DEV,
-            "parent",
-            "1:",
-            "classid",
-            &id,
-            "htb",
-            "rate",
-            UNCAPPED,
-            "ceil",
-            UNCAPPED,
-            "burst",
-            UNCAPPED_BURST,
-            "cburst",
-            UNCAPPED_BURST,
+            "class", "change", "dev", DEV, "parent", "1:", "classid", &id, "htb", "rate", rate,
+            "ceil", rate, "burst", burst, "cburst", burst,
         ])
     }
 

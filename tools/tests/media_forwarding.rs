@@ -127,38 +127,6 @@ async fn leaver_tracks_disappear_from_every_subscriber() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stalled_subscriber_does_not_lower_what_others_receive() {
-    let mut config = media_config();
-    config.subscriber_queue_packets = 64;
-    let (sfu, metrics) = sfu_with(config).await;
-    let alice = join(&sfu, "stall", "alice", publishing(vec![video(300, 1000)])).await;
-    let stalled = join(&sfu, "stall", "stalled", PeerOptions::default()).await;
-    let healthy = join(&sfu, "stall", "healthy", PeerOptions::default()).await;
-    for p in [&stalled, &healthy] {
-        p.wait_until(WAIT, "alice's video", |p| {
-            packets_from(p, "alice", Source::Camera) > 0
-        })
-        .await
-        .unwrap();
-    }
-    stalled.pause_receiving(true);
-    let at_pause = packets_from(&healthy, "alice", Source::Camera);
-    healthy
-        .wait_until(WAIT, "900 more packets", |p| {
-            packets_from(p, "alice", Source::Camera) >= at_pause + 900
-        })
-        .await
-        .unwrap();
-    assert!(assert_contiguous_and_identical(&healthy, &alice, Source::Camera) >= 900);
-    assert_eq!(metrics.dropped_packets.load(Ordering::Relaxed), 0);
-    for p in [alice, stalled, healthy] {
-        p.leave().await;
-    }
-    assert_gauges_return_to_zero(&metrics, &sfu).await;
-    sfu.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packets_lost_towards_a_subscriber_come_back_through_nack() {
     let (sfu, metrics) = sfu().await;
     let alice = join(&sfu, "nack", "alice", publishing(vec![video(100, 800)])).await;
