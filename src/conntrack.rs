@@ -162,6 +162,11 @@ impl Conn {
         if !idle.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
             idle.reader = Some(waker.clone());
         }
+        // The request may have ended between the caller's check and this store, and
+        // `request_done` then found no reader to wake: wake it now so it arms its deadline.
+        if self.active.load(Ordering::Acquire) == 0 {
+            waker.wake_by_ref();
+        }
     }
 
     fn kill(&self, why: &'static str) -> io::Error {
@@ -287,7 +292,19 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.guard_write(cx, |io, cx| Pin::new(io).poll_flush(cx))
+        let res = self.guard_write(cx, |io, cx| Pin::new(io).poll_flush(cx));
+        // A response just went out. Arm the idle deadline here too, with this task's waker: a
+        // connection whose reader is parked elsewhere must still be closed when it passes.
+        if res.is_ready() {
+            let this = &mut *self;
+            if let Some(deadline) = this.conn.read_deadline() {
+                if this.read_timer.deadline() != deadline {
+                    this.read_timer.as_mut().reset(deadline);
+                }
+                let _ = this.read_timer.as_mut().poll(cx);
+            }
+        }
+        res
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
