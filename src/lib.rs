@@ -28,7 +28,8 @@
 //! A media packet arrives on the one UDP socket, is decrypted by the publisher's
 //! PeerConnection, read once by its track's reader task, and handed by bounded channel to one
 //! writer task per subscriber, which writes it to that subscriber's local track (re-encrypted
-//! per subscriber). A full channel drops for that subscriber only.
+//! per subscriber). A full channel drops for that subscriber only: one packet of audio, or
+//! video up to the next keyframe, which the publisher is then asked for.
 
 pub mod admission;
 pub mod clock;

@@ -11,9 +11,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io as ioV4 } from 'socket.io-client';
 import { startServer } from './lib/server.mjs';
+import { WAIT_MS, next } from './lib/events.mjs';
 import { rawWebSocket } from './lib/raw_eio.mjs';
 
-const WAIT_MS = 10000;
 let server;
 
 before(async () => {
@@ -23,20 +23,6 @@ before(async () => {
 after(async () => {
   await server?.stop();
 });
-
-function next(socket, event) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.off(event, on);
-      reject(new Error(`no ${event} within ${WAIT_MS} ms`));
-    }, WAIT_MS);
-    const on = (...args) => {
-      clearTimeout(timer);
-      resolve(args);
-    };
-    socket.once(event, on);
-  });
-}
 
 /** A raw EIO4 WebSocket connected to `/`, past its `ready`; resolves with it and its id. */
 async function rawTutorialSocket() {

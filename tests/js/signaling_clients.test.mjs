@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { io as ioV4 } from 'socket.io-client';
 import ioV2 from 'socket.io-client-v2';
 import { startServer } from './lib/server.mjs';
+import { WAIT_MS, next, ack, record } from './lib/events.mjs';
 
-const WAIT_MS = 10000;
 let server;
 
 before(async () => {
@@ -18,39 +18,6 @@ before(async () => {
 after(async () => {
   await server?.stop();
 });
-
-/** Resolves with the arguments of the next `event` on `socket`, bounded. */
-function next(socket, event) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.off(event, on);
-      reject(new Error(`no ${event} within ${WAIT_MS} ms`));
-    }, WAIT_MS);
-    const on = (...args) => {
-      clearTimeout(timer);
-      resolve(args);
-    };
-    socket.once(event, on);
-  });
-}
-
-/** Emits with an acknowledgement and resolves with its first argument, bounded. */
-function ack(socket, event, payload) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ack for ${event}`)), WAIT_MS);
-    socket.emit(event, payload, (reply) => {
-      clearTimeout(timer);
-      resolve(reply);
-    });
-  });
-}
-
-/** Collects every `event` on `socket` from now on. */
-function record(socket, event) {
-  const got = [];
-  socket.on(event, (...args) => got.push(args[0]));
-  return got;
-}
 
 const v4 = (ns = '') => ioV4(server.url + ns, { forceNew: true, reconnection: false });
 const v2 = (ns = '') =>
