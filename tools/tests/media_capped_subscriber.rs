@@ -120,7 +120,7 @@ async fn wait_metric(metrics: &Metrics, what: &str, cond: impl Fn(&Metrics) -> b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn capped_subscriber_loses_whole_frames_and_recovers_while_others_lose_nothing() {
+async fn capped_subscriber_loses_whole_frames_and_recovers_while_others_are_unaffected() {
     let mut config = media_config();
     config.port_range = "47500-47600".into();
     config.subscriber_queue_packets = 128;
