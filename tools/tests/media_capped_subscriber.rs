@@ -82,16 +82,7 @@ fn assert_nearly_all_identical(receiver: &HeadlessPeer, publisher: &HeadlessPeer
     let rec = received
         .get(&(publisher.id().to_string(), source))
         .unwrap_or_else(|| panic!("{} got nothing from {}", receiver.id(), publisher.id()));
-    let sent: std::collections::HashMap<u16, u64> = publisher
-        .published()
-        .iter()
-        .find(|p| p.source == source)
-        .expect("publisher has the source")
-        .log
-        .packets()
-        .into_iter()
-        .map(|p| (p.seq, p.hash))
-        .collect();
+    let sent = sent_hashes(publisher, source);
     let seqs: Vec<(u16, bool)> = rec.log.iter().map(|(seq, _)| (*seq, false)).collect();
     let got = by_sequence(&seqs);
     let span = (got.last().unwrap().0 - got[0].0 + 1) as usize;

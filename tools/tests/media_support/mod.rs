@@ -115,16 +115,7 @@ pub fn assert_contiguous_and_identical(
     let rec = received
         .get(&(publisher.id().to_string(), source))
         .unwrap_or_else(|| panic!("{} got nothing from {}", receiver.id(), publisher.id()));
-    let sent: HashMap<u16, u64> = publisher
-        .published()
-        .iter()
-        .find(|p| p.source == source)
-        .expect("publisher has the source")
-        .log
-        .packets()
-        .into_iter()
-        .map(|p| (p.seq, p.hash))
-        .collect();
+    let sent = sent_hashes(publisher, source);
     assert!(!rec.log.is_empty());
     for pair in rec.log.windows(2) {
         assert_eq!(
@@ -148,6 +139,20 @@ pub fn assert_contiguous_and_identical(
         );
     }
     rec.log.len()
+}
+
+/// Payload hash of every packet `publisher` sent on `source`, by sequence number.
+pub fn sent_hashes(publisher: &HeadlessPeer, source: Source) -> HashMap<u16, u64> {
+    publisher
+        .published()
+        .iter()
+        .find(|p| p.source == source)
+        .expect("publisher has the source")
+        .log
+        .packets()
+        .into_iter()
+        .map(|p| (p.seq, p.hash))
+        .collect()
 }
 
 /// Waits (bounded) until every gauge the SFU owns, and its room table, are back to zero.
