@@ -208,6 +208,8 @@ pub struct MediaConfig {
     pub max_tracks_per_participant: usize,
     pub subscriber_queue_packets: usize,
     pub keyframe_min_interval_ms: u64,
+    /// A subscriber's downlink estimate before any feedback (kbit/s); see `docs/sfu.md`.
+    pub downlink_initial_kbps: u64,
 }
 
 /// A STUN or TURN server handed to clients (and used by the server's own ICE agent).

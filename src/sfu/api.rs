@@ -93,6 +93,17 @@ pub struct TrackInfo {
     pub kind: String,
 }
 
+/// One tile as the page renders it (`view`): `mid` is a mid of the subscriber connection;
+/// width and height in device pixels; `visible: false` wants nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TileView {
+    pub mid: String,
+    pub width: u32,
+    pub height: u32,
+    pub visible: bool,
+}
+
 /// What the SFU tells one participant, to be relayed by signaling.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SfuEvent {
@@ -103,6 +114,16 @@ pub enum SfuEvent {
         pc: PcKind,
         candidate: IceCandidateInit,
     },
+    /// To a publisher: which simulcast layers (by rid) of its track `mid` anyone needs; the
+    /// page sets `encodings[i].active` from it.
+    Layers {
+        mid: String,
+        active: std::collections::BTreeMap<String, bool>,
+    },
+    /// To a subscriber: its track `mid` carries layer `rid` now (the switch is complete).
+    Layer { mid: String, rid: String },
+    /// To every member: `id` started or stopped speaking.
+    Speaking { id: ParticipantId, speaking: bool },
     /// The participant's media is gone for good (ICE failed, never connected in time).
     /// Signaling should remove the participant from the room.
     Closed { reason: String },

@@ -40,20 +40,39 @@ impl VideoCodec {
 }
 
 fn vp8_keyframe_start(p: &[u8]) -> bool {
-    let Some(&first) = p.first() else {
-        return false;
-    };
+    vp8_frame_tag_at(p).is_some_and(|i| p.get(i).is_some_and(|tag| tag & 0x01 == 0))
+}
+
+/// The frame size a VP8 keyframe's first packet announces (RFC 6386 §9.1: 3-byte frame tag,
+/// start code, then 14-bit width and height). What a simulcast layer really carries.
+pub fn vp8_keyframe_size(p: &[u8]) -> Option<(u32, u32)> {
+    if !vp8_keyframe_start(p) {
+        return None;
+    }
+    let i = vp8_frame_tag_at(p)?;
+    let h = p.get(i..i + 10)?;
+    if h[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u32::from(u16::from_le_bytes([h[6], h[7]]) & 0x3fff);
+    let ht = u32::from(u16::from_le_bytes([h[8], h[9]]) & 0x3fff);
+    Some((w, ht))
+}
+
+/// Where the VP8 frame tag starts in a payload that starts partition 0.
+fn vp8_frame_tag_at(p: &[u8]) -> Option<usize> {
+    let first = *p.first()?;
     let start_of_partition_0 = first & 0x10 != 0 && first & 0x07 == 0;
     if !start_of_partition_0 {
-        return false;
+        return None;
     }
     let mut i = 1;
     if first & 0x80 != 0 {
         // X: I (picture id, 1 or 2 bytes), L (TL0PICIDX), T/K (one shared byte).
-        let Some(&x) = p.get(i) else { return false };
+        let x = *p.get(i)?;
         i += 1;
         if x & 0x80 != 0 {
-            let Some(&pid) = p.get(i) else { return false };
+            let pid = *p.get(i)?;
             i += if pid & 0x80 != 0 { 2 } else { 1 };
         }
         if x & 0x40 != 0 {
@@ -63,7 +82,7 @@ fn vp8_keyframe_start(p: &[u8]) -> bool {
             i += 1;
         }
     }
-    p.get(i).is_some_and(|tag| tag & 0x01 == 0)
+    Some(i)
 }
 
 fn vp9_keyframe_start(p: &[u8]) -> bool {

@@ -1,51 +1,76 @@
-//! Forwarding: one *up* track per published track, read once by its reader task and fanned
-//! out to one *down* track per subscriber, each written by its own task from a bounded queue.
+//! Forwarding: one *up* track per published track, each with one *layer* per simulcast
+//! encoding (one for a plain track), each layer read once by its reader task and fanned out to
+//! one *down* track per subscriber (`down.rs`), each written by its own task from a bounded
+//! queue.
 //!
-//! The packet path takes no lock: the reader loads the subscriber list from an `ArcSwap`
+//! The packet path takes no lock: a reader loads the subscriber list from an `ArcSwap`
 //! (writers replace the whole list, which happens only on (un)subscribe), wraps each packet in
-//! one `Arc` and `try_send`s it to every queue. A full queue drops that packet for that
-//! subscriber only, counted in `dropped_packets`. Audio loses that one packet. Video would be
-//! undecodable until the next keyframe anyway, so the subscriber is *cut*: it gets nothing more
-//! until a keyframe starts (`codec`), and the publisher is asked for one (throttled by the
-//! track's keyframe task). Only the track's reader touches a sink's cut flag, so it is a plain
-//! relaxed atomic.
+//! one `Arc` and `try_send`s it to every queue whose subscription carries its layer. A full
+//! queue drops that packet for that subscriber only, counted in `dropped_packets`. Audio loses
+//! that one packet. Video would be undecodable until the next keyframe anyway, so the
+//! subscriber is *cut*: it gets nothing more until a keyframe starts (`codec`), and the
+//! publisher is asked for one (throttled by the layer's keyframe task).
+//!
+//! A sink forwards its `current` layer; when the layer selector gives it another `target`, it
+//! switches on the first keyframe start of the target layer (the selector asked for one), so
+//! the subscriber's decoder always starts on a keyframe. Every switch and every end of a cut
+//! gives the sink a new *tag*: the down track's rewriter (`rewrite.rs`) continues its
+//! sequence numbers, timestamps and picture ids across it. Only the track's readers touch a
+//! sink's cut flag and `current`; relaxed atomics are enough (one reader per layer, and a layer
+//! only changes `current` away from itself on a keyframe of the target).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
 use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp::packet::Packet;
 use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
-use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_remote::TrackRemote;
 
-use super::codec::VideoCodec;
+use super::codec::{vp8_keyframe_size, VideoCodec};
 use super::keyframe::KeyframeThrottle;
+use super::layers::LayerOption;
 use super::{ParticipantId, Source};
 use crate::metrics::{inc, GaugeGuard, Metrics};
+use crate::sync::lock;
 
 /// A forwarded packet, shared by every subscriber's queue.
 pub(crate) type SharedPacket = Arc<Packet>;
+/// A queued packet with the tag of the source stream it belongs to (see `rewrite.rs`).
+pub(crate) type Queued = (u64, SharedPacket);
+/// No layer: nothing forwarded (not started yet, or the tile is hidden).
+pub(crate) const NO_LAYER: u8 = u8::MAX;
+
+/// Source tags grow with time across the whole server, so a down track's rewriter can tell an
+/// older source's late packet from a newer source's first.
+static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn next_tag() -> u64 {
+    NEXT_TAG.fetch_add(1, Ordering::Relaxed)
+}
 
 /// One subscriber's queue for one up track.
 pub(crate) struct Sink {
-    tx: mpsc::Sender<SharedPacket>,
+    tx: mpsc::Sender<Queued>,
+    video: bool,
     /// Video only: a packet was dropped and nothing is queued until a keyframe starts.
-    cut: Option<AtomicBool>,
+    cut: AtomicBool,
+    /// The layer forwarded now, and the one the selector wants.
+    current: AtomicU8,
+    target: AtomicU8,
+    tag: AtomicU64,
 }
 
 /// What [`Sink::push`] did with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Push {
     Queued,
+    /// Not this subscription's layer.
+    Ignored,
     /// Dropped: the queue was full (audio), or the video is cut and this is no keyframe start.
     Dropped,
     /// The queue was full: the video is cut from here to the next keyframe, or the keyframe
@@ -54,34 +79,150 @@ enum Push {
 }
 
 impl Sink {
-    fn new(tx: mpsc::Sender<SharedPacket>, video: bool) -> Self {
+    /// `first`: the layer to forward from the start; a simulcast track starts at
+    /// [`NO_LAYER`] and switches to its target on the target's first keyframe.
+    fn new(tx: mpsc::Sender<Queued>, video: bool, first: u8, target: u8) -> Self {
         Self {
             tx,
-            cut: video.then(|| AtomicBool::new(false)),
+            video,
+            cut: AtomicBool::new(false),
+            current: AtomicU8::new(first),
+            target: AtomicU8::new(target),
+            tag: AtomicU64::new(next_tag()),
         }
     }
 
-    /// Queues `pkt` unless the queue is full or the video is cut; `keyframe_start` is asked
-    /// only while cut. Called by the track's reader only.
-    fn push(&self, pkt: &SharedPacket, keyframe_start: &mut impl FnMut() -> bool) -> Push {
-        let cut = self.cut.as_ref();
-        let was_cut = cut.is_some_and(|c| c.load(Ordering::Relaxed));
-        if was_cut && !keyframe_start() {
-            return Push::Dropped;
-        }
-        match (self.tx.try_send(pkt.clone()), cut) {
-            (Ok(()), Some(c)) if was_cut => {
-                c.store(false, Ordering::Relaxed);
-                Push::Queued
+    pub fn current(&self) -> u8 {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    pub fn target(&self) -> u8 {
+        self.target.load(Ordering::Relaxed)
+    }
+
+    /// The selector's choice; takes effect on the target's next keyframe ([`NO_LAYER`]: at
+    /// once).
+    pub fn set_target(&self, layer: u8) {
+        self.target.store(layer, Ordering::Relaxed);
+    }
+
+    /// Queues `pkt` of `layer` if this subscription carries that layer, unless the queue is
+    /// full or the video is cut; `keyframe_start` is asked only when it matters. Called by
+    /// the layer's reader only.
+    fn push(
+        &self,
+        layer: u8,
+        pkt: &SharedPacket,
+        keyframe_start: &mut impl FnMut() -> bool,
+    ) -> Push {
+        let current = self.current.load(Ordering::Relaxed);
+        let target = self.target.load(Ordering::Relaxed);
+        if layer != current {
+            if layer == target && self.video && keyframe_start() {
+                self.current.store(layer, Ordering::Relaxed);
+                self.cut.store(false, Ordering::Relaxed);
+                self.tag.store(next_tag(), Ordering::Relaxed);
+                return self.send(pkt);
             }
-            (Ok(()), _) => Push::Queued,
-            (Err(mpsc::error::TrySendError::Full(_)), Some(c)) => {
-                c.store(true, Ordering::Relaxed);
+            return Push::Ignored;
+        }
+        if target == NO_LAYER {
+            self.current.store(NO_LAYER, Ordering::Relaxed);
+            return Push::Ignored;
+        }
+        let was_cut = self.video && self.cut.load(Ordering::Relaxed);
+        if was_cut {
+            if !keyframe_start() {
+                return Push::Dropped;
+            }
+            // The packets dropped during the cut are gone for good: a new source for the
+            // rewriter, so the subscriber sees no hole to NACK.
+            self.tag.store(next_tag(), Ordering::Relaxed);
+        }
+        let pushed = self.send(pkt);
+        if was_cut && pushed == Push::Queued {
+            self.cut.store(false, Ordering::Relaxed);
+        }
+        pushed
+    }
+
+    fn send(&self, pkt: &SharedPacket) -> Push {
+        let tag = self.tag.load(Ordering::Relaxed);
+        match self.tx.try_send((tag, pkt.clone())) {
+            Ok(()) => Push::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) if self.video => {
+                self.cut.store(true, Ordering::Relaxed);
                 Push::NeedsKeyframe
             }
-            (Err(mpsc::error::TrySendError::Full(_)), None) => Push::Dropped,
+            Err(mpsc::error::TrySendError::Full(_)) => Push::Dropped,
             // The subscriber is going away; its list entry is about to be removed.
-            (Err(mpsc::error::TrySendError::Closed(_)), _) => Push::Queued,
+            Err(mpsc::error::TrySendError::Closed(_)) => Push::Queued,
+        }
+    }
+}
+
+/// Nominal cost and size of the rids the web client publishes (`docs/protocol.md`), used for a
+/// layer until it has been measured (a paused layer costs nothing now but will when resumed).
+fn nominal(rid: &str) -> (u64, u32, u32) {
+    match rid {
+        "q" => (150_000, 320, 180),
+        "h" => (500_000, 640, 360),
+        "f" => (1_500_000, 1280, 720),
+        _ => (0, 0, 0),
+    }
+}
+
+/// A layer's position by rid, low to high; a plain track's one layer is 0.
+pub(crate) fn layer_index(rid: &str) -> u8 {
+    match rid {
+        "h" => 1,
+        "f" => 2,
+        _ => 0,
+    }
+}
+
+/// One encoding of an up track: its own SSRC, keyframe task and bitrate meter.
+pub(crate) struct Layer {
+    pub rid: String,
+    pub index: u8,
+    /// Capacity 1: requests that arrive while one is pending coalesce into it.
+    keyframe_tx: mpsc::Sender<()>,
+    bytes: AtomicU64,
+    width: AtomicU32,
+    height: AtomicU32,
+    /// (bytes, at) of the last measurement and the last rate measured while flowing.
+    meter: Mutex<(u64, Option<Instant>, u64)>,
+}
+
+impl Layer {
+    /// The layer's cost and size for the selector: measured over the last half second or
+    /// more, the last rate seen while it flowed, or its nominal value.
+    fn option(&self, now: Instant) -> LayerOption {
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let (nominal_bps, w, h) = nominal(&self.rid);
+        let mut m = lock(&self.meter);
+        match m.1 {
+            Some(at) if now.duration_since(at) >= Duration::from_millis(500) => {
+                let bps = (bytes - m.0) * 8 * 1000 / now.duration_since(at).as_millis() as u64;
+                if bps > 0 {
+                    m.2 = bps;
+                }
+                *m = (bytes, Some(now), m.2);
+            }
+            Some(_) => {}
+            None => *m = (bytes, Some(now), 0),
+        }
+        let measured = m.2;
+        let width = self.width.load(Ordering::Relaxed);
+        LayerOption {
+            index: self.index,
+            bps: if measured > 0 { measured } else { nominal_bps },
+            width: if width > 0 { width } else { w },
+            height: if width > 0 {
+                self.height.load(Ordering::Relaxed)
+            } else {
+                h
+            },
         }
     }
 }
@@ -93,14 +234,91 @@ pub(crate) struct UpTrack {
     pub source: Source,
     pub kind: &'static str,
     pub codec: RTCRtpCodecCapability,
-    /// Set for the video codecs whose keyframes we can find; cuts need it.
+    /// Set for the video codecs whose keyframes we can find; cuts and switches need it.
     video: Option<VideoCodec>,
+    /// The publisher sends several encodings (rids): subscriptions start at a keyframe.
+    pub simulcast: bool,
+    /// Not on the packet path (each reader holds its own layer).
+    layers: Mutex<Vec<Arc<Layer>>>,
     sinks: ArcSwap<Vec<Arc<Sink>>>,
-    /// Capacity 1: requests that arrive while one is pending coalesce into it.
-    keyframe_tx: mpsc::Sender<()>,
+    /// Layer readers still running; the track ends with the last.
+    readers: AtomicUsize,
 }
 
 impl UpTrack {
+    pub fn new(
+        publisher: ParticipantId,
+        mid: String,
+        source: Source,
+        remote: &TrackRemote,
+    ) -> Arc<Self> {
+        let kind = match remote.kind() {
+            webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Audio => "audio",
+            _ => "video",
+        };
+        Arc::new(Self {
+            publisher,
+            mid,
+            source,
+            kind,
+            video: VideoCodec::from_mime(&remote.codec().capability.mime_type),
+            codec: remote.codec().capability,
+            simulcast: !remote.rid().is_empty(),
+            layers: Mutex::default(),
+            sinks: ArcSwap::from_pointee(Vec::new()),
+            readers: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn is_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    pub fn has_rid(&self, rid: &str) -> bool {
+        lock(&self.layers).iter().any(|l| l.rid == rid)
+    }
+
+    /// The layers for the selector, lowest first.
+    pub fn layer_options(&self, now: Instant) -> Vec<LayerOption> {
+        let mut out: Vec<LayerOption> = lock(&self.layers).iter().map(|l| l.option(now)).collect();
+        out.sort_by_key(|l| l.index);
+        out
+    }
+
+    /// `(rid, index)` of every layer, lowest first.
+    pub fn rids(&self) -> Vec<(String, u8)> {
+        let mut out: Vec<(String, u8)> = lock(&self.layers)
+            .iter()
+            .map(|l| (l.rid.clone(), l.index))
+            .collect();
+        out.sort_by_key(|l| l.1);
+        out
+    }
+
+    /// The rid of layer `index`.
+    pub fn rid_of(&self, index: u8) -> Option<String> {
+        lock(&self.layers)
+            .iter()
+            .find(|l| l.index == index)
+            .map(|l| l.rid.clone())
+    }
+
+    /// The top layer (what a new subscription aims for before the selector runs).
+    pub fn top_layer(&self) -> u8 {
+        lock(&self.layers)
+            .iter()
+            .map(|l| l.index)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A new sink for this track: plain tracks forward from the first packet (as before
+    /// simulcast), simulcast ones from the first keyframe of `target`.
+    pub fn new_sink(&self, tx: mpsc::Sender<Queued>, target: u8) -> Sink {
+        let first = if self.simulcast { NO_LAYER } else { target };
+        Sink::new(tx, self.video.is_some(), first, target)
+    }
+
     pub fn add_sink(&self, sink: &Arc<Sink>) {
         self.sinks.rcu(|list| {
             let mut next = Vec::with_capacity(list.len() + 1);
@@ -119,10 +337,99 @@ impl UpTrack {
         });
     }
 
-    /// Asks the publisher for a keyframe (throttled by the track's keyframe task).
-    pub fn request_keyframe(&self) {
-        let _ = self.keyframe_tx.try_send(());
+    /// Which layers someone receives or waits for.
+    pub fn needed_layers(&self) -> Vec<bool> {
+        let rids = self.rids();
+        let sinks = self.sinks.load();
+        rids.iter()
+            .map(|(_, i)| sinks.iter().any(|s| s.current() == *i || s.target() == *i))
+            .collect()
     }
+
+    /// Asks the publisher for a keyframe on every layer in use (throttled per layer).
+    pub fn request_keyframe(&self) {
+        let sinks = self.sinks.load();
+        for layer in lock(&self.layers).iter() {
+            let used = !self.simulcast
+                || sinks
+                    .iter()
+                    .any(|s| s.current() == layer.index || s.target() == layer.index);
+            if used {
+                let _ = layer.keyframe_tx.try_send(());
+            }
+        }
+    }
+
+    /// Asks for a keyframe on one layer.
+    pub fn request_layer_keyframe(&self, index: u8) {
+        if let Some(layer) = lock(&self.layers).iter().find(|l| l.index == index) {
+            let _ = layer.keyframe_tx.try_send(());
+        }
+    }
+
+    /// Adds the layer `remote` carries and returns the futures of its reader and keyframe
+    /// tasks; the caller spawns them. The reader ends when the publisher's track ends (the
+    /// connection closed or the transceiver stopped); the keyframe task ends with it.
+    pub fn add_layer(
+        self: &Arc<Self>,
+        remote: Arc<TrackRemote>,
+        pc: Arc<RTCPeerConnection>,
+        audio_level: Option<AudioLevelSink>,
+        cfg: &ForwardConfig,
+    ) -> (
+        impl std::future::Future<Output = ()> + Send + 'static,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let (keyframe_tx, keyframe_rx) = mpsc::channel(1);
+        let rid = remote.rid().to_string();
+        let layer = Arc::new(Layer {
+            index: layer_index(&rid),
+            rid,
+            keyframe_tx,
+            bytes: AtomicU64::new(0),
+            width: AtomicU32::new(0),
+            height: AtomicU32::new(0),
+            meter: Mutex::default(),
+        });
+        lock(&self.layers).push(layer.clone());
+        let first = self.readers.fetch_add(1, Ordering::AcqRel) == 0;
+        let (ended_tx, ended_rx) = watch::channel(());
+        let reader = read_layer(
+            self.clone(),
+            layer,
+            first,
+            remote.clone(),
+            audio_level,
+            cfg.metrics.clone(),
+            ended_tx,
+        );
+        let keyframes = keyframe_task(
+            keyframe_rx,
+            ended_rx,
+            pc,
+            remote.ssrc(),
+            cfg.keyframe_min_interval,
+            cfg.metrics.clone(),
+        );
+        (reader, keyframes)
+    }
+
+    /// Every layer's reader has ended.
+    pub fn is_ended(&self) -> bool {
+        self.readers.load(Ordering::Acquire) == 0
+    }
+
+    /// One layer's reader ended; true when it was the last (the track is gone).
+    pub fn reader_ended(&self) -> bool {
+        self.readers.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+}
+
+/// Where an audio track's RFC 6464 levels go: the extension id on the publisher's connection
+/// and a callback with (level in -dBov, voice activity flag).
+pub(crate) struct AudioLevelSink {
+    pub ext_id: u8,
+    pub on_level: Box<dyn Fn(u8) + Send + Sync>,
 }
 
 /// Settings the forwarding tasks need.
@@ -133,65 +440,36 @@ pub(crate) struct ForwardConfig {
     pub metrics: Arc<Metrics>,
 }
 
-/// Creates the up track for `remote` and the futures of its reader and keyframe tasks; the
-/// caller spawns them. The reader ends when the publisher's track ends (the connection closed or
-/// the transceiver stopped); the keyframe task ends with it.
-pub(crate) fn up_track(
-    publisher: ParticipantId,
-    mid: String,
-    source: Source,
-    remote: Arc<TrackRemote>,
-    pc: Arc<RTCPeerConnection>,
-    cfg: &ForwardConfig,
-) -> (
-    Arc<UpTrack>,
-    impl std::future::Future<Output = ()> + Send + 'static,
-    impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let (keyframe_tx, keyframe_rx) = mpsc::channel(1);
-    let kind = match remote.kind() {
-        webrtc::rtp_transceiver::rtp_codec::RTPCodecType::Audio => "audio",
-        _ => "video",
-    };
-    let up = Arc::new(UpTrack {
-        publisher,
-        mid,
-        source,
-        kind,
-        video: VideoCodec::from_mime(&remote.codec().capability.mime_type),
-        codec: remote.codec().capability,
-        sinks: ArcSwap::from_pointee(Vec::new()),
-        keyframe_tx,
-    });
-    let (ended_tx, ended_rx) = watch::channel(());
-    let reader = read_up(up.clone(), remote.clone(), cfg.metrics.clone(), ended_tx);
-    let keyframes = keyframe_task(
-        keyframe_rx,
-        ended_rx,
-        pc,
-        remote.ssrc(),
-        cfg.keyframe_min_interval,
-        cfg.metrics.clone(),
-    );
-    (up, reader, keyframes)
-}
-
-async fn read_up(
+async fn read_layer(
     up: Arc<UpTrack>,
+    layer: Arc<Layer>,
+    first: bool,
     remote: Arc<TrackRemote>,
+    audio_level: Option<AudioLevelSink>,
     metrics: Arc<Metrics>,
     _ended: watch::Sender<()>,
 ) {
-    let _gauge = GaugeGuard::new(&metrics, |m| &m.published_tracks);
+    // One published track, however many layers it has.
+    let _gauge = first.then(|| GaugeGuard::new(&metrics, |m| &m.published_tracks));
     let mut buf = vec![0u8; 1500];
     loop {
         let mut pkt = match remote.read(&mut buf).await {
             Ok((pkt, _)) => pkt,
             Err(e) => {
-                tracing::debug!(publisher = %up.publisher, mid = %up.mid, error = %e, "up track ended");
+                tracing::debug!(publisher = %up.publisher, mid = %up.mid, rid = %layer.rid, error = %e, "up track ended");
                 break;
             }
         };
+        layer
+            .bytes
+            .fetch_add(pkt.payload.len() as u64, Ordering::Relaxed);
+        if let Some(level) = &audio_level {
+            if let Some(ext) = pkt.header.get_extension(level.ext_id) {
+                if let Some(&b) = ext.first() {
+                    (level.on_level)(b & 0x7f);
+                }
+            }
+        }
         let sinks = up.sinks.load();
         if sinks.is_empty() {
             continue;
@@ -201,7 +479,7 @@ async fn read_up(
         pkt.header.extension_profile = 0;
         pkt.header.extensions.clear();
         let pkt = Arc::new(pkt);
-        // Parsed at most once per packet, and only when some subscriber is cut.
+        // Parsed at most once per packet, and only when some subscriber waits for a keyframe.
         let mut keyframe: Option<bool> = None;
         let mut keyframe_start = || {
             *keyframe.get_or_insert_with(|| {
@@ -210,14 +488,20 @@ async fn read_up(
             })
         };
         for sink in sinks.iter() {
-            match sink.push(&pkt, &mut keyframe_start) {
-                Push::Queued => {}
+            match sink.push(layer.index, &pkt, &mut keyframe_start) {
+                Push::Queued | Push::Ignored => {}
                 Push::Dropped => inc(&metrics.dropped_packets),
                 Push::NeedsKeyframe => {
                     inc(&metrics.dropped_packets);
                     inc(&metrics.video_resyncs);
-                    up.request_keyframe();
+                    let _ = layer.keyframe_tx.try_send(());
                 }
+            }
+        }
+        if keyframe == Some(true) && up.video == Some(VideoCodec::Vp8) {
+            if let Some((w, h)) = vp8_keyframe_size(&pkt.payload) {
+                layer.width.store(w, Ordering::Relaxed);
+                layer.height.store(h, Ordering::Relaxed);
             }
         }
     }
@@ -257,84 +541,14 @@ async fn keyframe_task(
     }
 }
 
-/// One subscription's local track and the futures of its writer and RTCP reader tasks.
-pub(crate) struct DownTrack {
-    pub local: Arc<TrackLocalStaticRTP>,
-    pub sink: Arc<Sink>,
-    rx: mpsc::Receiver<SharedPacket>,
-}
-
-impl DownTrack {
-    pub fn new(up: &UpTrack, queue_packets: usize) -> Self {
-        let (tx, rx) = mpsc::channel(queue_packets);
-        let local = Arc::new(TrackLocalStaticRTP::new(
-            up.codec.clone(),
-            format!("{}-{}", up.publisher, up.mid),
-            up.publisher.clone(),
-        ));
-        Self {
-            local,
-            sink: Arc::new(Sink::new(tx, up.video.is_some())),
-            rx,
-        }
-    }
-
-    /// Writes queued packets until the sink is removed from its up track (the queue closes).
-    /// Counters are added once per burst, not per packet, to keep shared cache lines quiet.
-    pub async fn write_loop(self, metrics: Arc<Metrics>) {
-        let Self {
-            local,
-            sink,
-            mut rx,
-        } = self;
-        drop(sink);
-        let mut batch = Vec::with_capacity(64);
-        while rx.recv_many(&mut batch, 64).await > 0 {
-            let (mut packets, mut bytes) = (0u64, 0u64);
-            for pkt in batch.drain(..) {
-                if let Ok(n) = local.write_rtp(&pkt).await {
-                    if n > 0 {
-                        packets += 1;
-                        bytes += pkt.payload.len() as u64;
-                    }
-                }
-            }
-            metrics
-                .forwarded_packets
-                .fetch_add(packets, Ordering::Relaxed);
-            metrics.forwarded_bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Reads RTCP from a subscriber's sender until it stops: PLI/FIR go upstream (throttled) to
-/// the up track the sender carries at the time (`up`: its m-line is recycled across
-/// subscriptions), NACKs are counted (the responder interceptor answers them). Reading is what
-/// keeps the NACK and report interceptors running.
-pub(crate) async fn read_down_rtcp(
-    sender: Arc<RTCRtpSender>,
-    up: Arc<ArcSwapOption<UpTrack>>,
-    metrics: Arc<Metrics>,
-) {
-    while let Ok((packets, _)) = sender.read_rtcp().await {
-        for p in packets {
-            let any = p.as_any();
-            if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
-                inc(&metrics.plis_received);
-                if let Some(up) = &*up.load() {
-                    up.request_keyframe();
-                }
-            } else if any.is::<TransportLayerNack>() {
-                inc(&metrics.nacks_received);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    fn plain(tx: mpsc::Sender<Queued>, video: bool) -> Sink {
+        Sink::new(tx, video, 0, 0)
+    }
 
     fn packet(seq: u16) -> SharedPacket {
         let mut p = Packet::default();
@@ -346,41 +560,91 @@ mod tests {
     #[test]
     fn full_video_queue_cuts_until_a_keyframe_fits() {
         let (tx, mut rx) = mpsc::channel(1);
-        let sink = Sink::new(tx, true);
+        let sink = plain(tx, true);
         let (mut key, mut delta) = (|| true, || false);
-        assert_eq!(sink.push(&packet(1), &mut delta), Push::Queued);
-        assert_eq!(sink.push(&packet(2), &mut delta), Push::NeedsKeyframe);
+        assert_eq!(sink.push(0, &packet(1), &mut delta), Push::Queued);
+        assert_eq!(sink.push(0, &packet(2), &mut delta), Push::NeedsKeyframe);
         // Room again, but a delta frame cannot be decoded after the cut.
         rx.try_recv().unwrap();
-        assert_eq!(sink.push(&packet(3), &mut delta), Push::Dropped);
-        assert_eq!(sink.push(&packet(4), &mut key), Push::Queued);
-        assert_eq!(sink.push(&packet(5), &mut delta), Push::NeedsKeyframe);
+        assert_eq!(sink.push(0, &packet(3), &mut delta), Push::Dropped);
+        assert_eq!(sink.push(0, &packet(4), &mut key), Push::Queued);
+        assert_eq!(sink.push(0, &packet(5), &mut delta), Push::NeedsKeyframe);
         rx.try_recv().unwrap();
-        assert_eq!(sink.push(&packet(6), &mut delta), Push::Dropped);
+        assert_eq!(sink.push(0, &packet(6), &mut delta), Push::Dropped);
         assert!(rx.try_recv().is_err(), "nothing after the keyframe start");
     }
 
     #[test]
     fn keyframe_start_lost_to_a_full_queue_asks_again() {
         let (tx, mut rx) = mpsc::channel(1);
-        let sink = Sink::new(tx, true);
+        let sink = plain(tx, true);
         let (mut key, mut delta) = (|| true, || false);
-        sink.push(&packet(1), &mut delta);
-        assert_eq!(sink.push(&packet(2), &mut delta), Push::NeedsKeyframe);
-        assert_eq!(sink.push(&packet(3), &mut key), Push::NeedsKeyframe);
+        sink.push(0, &packet(1), &mut delta);
+        assert_eq!(sink.push(0, &packet(2), &mut delta), Push::NeedsKeyframe);
+        assert_eq!(sink.push(0, &packet(3), &mut key), Push::NeedsKeyframe);
         rx.try_recv().unwrap();
-        assert_eq!(sink.push(&packet(4), &mut key), Push::Queued);
-        assert_eq!(sink.push(&packet(5), &mut delta), Push::NeedsKeyframe);
+        assert_eq!(sink.push(0, &packet(4), &mut key), Push::Queued);
+        assert_eq!(sink.push(0, &packet(5), &mut delta), Push::NeedsKeyframe);
     }
 
     #[test]
     fn full_audio_queue_drops_single_packets() {
         let (tx, mut rx) = mpsc::channel(1);
-        let sink = Sink::new(tx, false);
+        let sink = plain(tx, false);
         let mut never = || -> bool { panic!("audio is never parsed") };
-        assert_eq!(sink.push(&packet(1), &mut never), Push::Queued);
-        assert_eq!(sink.push(&packet(2), &mut never), Push::Dropped);
+        assert_eq!(sink.push(0, &packet(1), &mut never), Push::Queued);
+        assert_eq!(sink.push(0, &packet(2), &mut never), Push::Dropped);
         rx.try_recv().unwrap();
-        assert_eq!(sink.push(&packet(3), &mut never), Push::Queued);
+        assert_eq!(sink.push(0, &packet(3), &mut never), Push::Queued);
+    }
+
+    #[test]
+    fn switch_happens_on_the_target_layers_keyframe_with_a_new_tag() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let sink = Sink::new(tx, true, NO_LAYER, 2);
+        let (mut key, mut delta) = (|| true, || false);
+        assert_eq!(
+            sink.push(2, &packet(1), &mut delta),
+            Push::Ignored,
+            "waits for a keyframe"
+        );
+        assert_eq!(
+            sink.push(0, &packet(1), &mut key),
+            Push::Ignored,
+            "not the target"
+        );
+        assert_eq!(sink.push(2, &packet(2), &mut key), Push::Queued);
+        assert_eq!(sink.current(), 2);
+        let (first_tag, _) = rx.try_recv().unwrap();
+        // Down to layer 0: layer 2 keeps flowing until layer 0's keyframe.
+        sink.set_target(0);
+        assert_eq!(sink.push(2, &packet(3), &mut delta), Push::Queued);
+        assert_eq!(sink.push(0, &packet(50), &mut delta), Push::Ignored);
+        assert_eq!(sink.push(0, &packet(51), &mut key), Push::Queued);
+        assert_eq!(sink.push(2, &packet(4), &mut delta), Push::Ignored);
+        let tags: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok().map(|q| q.0)).collect();
+        assert_eq!(tags[0], first_tag);
+        assert!(
+            tags[1] > first_tag,
+            "a switch is a new source for the rewriter"
+        );
+        // Hidden: nothing at once.
+        sink.set_target(NO_LAYER);
+        assert_eq!(sink.push(0, &packet(52), &mut delta), Push::Ignored);
+        assert_eq!(sink.current(), NO_LAYER);
+    }
+
+    #[test]
+    fn end_of_a_cut_is_a_new_tag() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let sink = plain(tx, true);
+        let (mut key, mut delta) = (|| true, || false);
+        sink.push(0, &packet(1), &mut delta);
+        let (before, _) = rx.try_recv().unwrap();
+        sink.push(0, &packet(2), &mut delta);
+        assert_eq!(sink.push(0, &packet(3), &mut delta), Push::NeedsKeyframe);
+        rx.try_recv().unwrap();
+        assert_eq!(sink.push(0, &packet(9), &mut key), Push::Queued);
+        assert!(rx.try_recv().unwrap().0 > before);
     }
 }

@@ -9,7 +9,13 @@
 //! - `rooms`: the table of rooms (one short std mutex) that runs the core's actions.
 //! - `peer`: one participant's two connections; `publish` and `subscribe` its two sides
 //!   (subscriber m-lines are recycled).
-//! - `forward`: up tracks (one reader each), down tracks (one queue + writer each), RTCP.
+//! - `forward`: up tracks (one reader per simulcast layer) and their subscribers' sinks;
+//!   `down`: down tracks (one queue + writer each, rewritten by `rewrite`), RTCP.
+//! - `rewrite`: pure — one continuous outgoing stream per m-line across switches.
+//! - `layers`: pure — which layer each subscription gets; when a publisher may pause one.
+//! - `estimate`: pure — a subscriber's downlink estimate (TWCC loss, REMB).
+//! - `speech`: pure — who is speaking, from the audio level extension.
+//! - `adapt`: runs the layer choice per subscriber and the pause per simulcast track.
 //! - `keyframe`: the pure PLI throttle.
 //! - `codec`: keyframe detection per video codec (where a cut subscriber can resume).
 //! - `ice_start`: the webrtc-rs re-offer workaround, shared with the headless client.
@@ -20,16 +26,22 @@
 //!
 //! See `docs/sfu.md` for the design and its reasons.
 
+mod adapt;
 pub mod api;
 pub mod checks;
 pub mod codec;
+mod down;
+pub mod estimate;
 mod forward;
 pub mod ice_start;
 pub mod keyframe;
+pub mod layers;
 mod peer;
 mod publish;
+pub mod rewrite;
 pub mod room;
 mod rooms;
+pub mod speech;
 mod subscribe;
 mod tasks;
 pub mod transport;
@@ -187,6 +199,11 @@ impl Participant {
             .shared
             .rooms
             .apply(&self.peer.room, Event::Mute { track, muted });
+    }
+
+    /// What the page shows of the tracks it receives (`view`); unknown mids are ignored.
+    pub fn set_view(&self, tiles: Vec<TileView>) {
+        self.peer.set_view(tiles);
     }
 
     /// This participant's wish for `publisher`'s track `mid` (e.g. off for a hidden tile).

@@ -17,8 +17,10 @@ use webrtc::ice_transport::ice_candidate::{RTCIceCandidate, RTCIceCandidateInit}
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::RTCPeerConnection;
 
+use super::adapt::{adapt_task, Adapt};
 use super::checks;
-use super::forward::ForwardConfig;
+use super::down::Downlink;
+use super::forward::{ForwardConfig, UpTrack};
 use super::ice_start::IceStart;
 use super::publish::Declared;
 use super::rooms::Rooms;
@@ -32,6 +34,10 @@ use crate::sync::lock;
 
 /// Candidates kept while a connection has no remote description yet.
 pub(crate) const MAX_EARLY_CANDIDATES: usize = 64;
+/// Bounds of a downlink estimate: never below what q and audio need, never above what any
+/// page could use.
+const MIN_DOWNLINK_BPS: u64 = 100_000;
+const MAX_DOWNLINK_BPS: u64 = 50_000_000;
 /// How long leaving waits for a participant's tasks before aborting them.
 const TASK_GRACE: Duration = Duration::from_secs(5);
 
@@ -58,6 +64,13 @@ pub(crate) struct Peer {
     pub(super) publish_lock: tokio::sync::Mutex<Vec<RTCIceCandidateInit>>,
     /// Serialises subscriber negotiation and holds the subscriptions.
     pub(super) sub: tokio::sync::Mutex<SubState>,
+    /// The layer choice: subscriptions, tiles, selector state. Short std lock, never awaited.
+    pub(super) adapt: Mutex<Adapt>,
+    /// The subscriber connection's downlink estimate.
+    pub(super) downlink: Arc<Downlink>,
+    /// This participant's simulcast up tracks by mid, while their first layer lives: later
+    /// rids of the same mid join them.
+    pub(super) simulcast: Mutex<std::collections::HashMap<String, Weak<UpTrack>>>,
     /// Wakes the reconcile task (a stored permit: requests coalesce).
     reconcile: Arc<Notify>,
     /// The room changed while an offer was out: reconcile again after the answer.
@@ -111,6 +124,13 @@ impl Peer {
             declared: Mutex::default(),
             publish_lock: tokio::sync::Mutex::default(),
             sub: tokio::sync::Mutex::default(),
+            adapt: Mutex::default(),
+            downlink: Arc::new(Downlink::new(
+                shared.config.downlink_initial_kbps.saturating_mul(1000),
+                MIN_DOWNLINK_BPS,
+                MAX_DOWNLINK_BPS,
+            )),
+            simulcast: Mutex::default(),
             reconcile: Arc::default(),
             dirty: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -123,6 +143,7 @@ impl Peer {
         });
         peer.install_handlers();
         peer.spawn(reconcile_task(Arc::downgrade(&peer)));
+        peer.spawn(adapt_task(Arc::downgrade(&peer)));
         Ok(peer)
     }
 

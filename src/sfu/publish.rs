@@ -1,15 +1,17 @@
 //! The publisher side of a participant: the client's offers and the up tracks they bring.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::track::track_remote::TrackRemote;
 
+use super::adapt::pause_task;
 use super::checks;
-use super::forward::up_track;
+use super::forward::{AudioLevelSink, UpTrack};
 use super::peer::Peer;
+use super::speech::SpeechDetector;
 use super::{PcKind, PublishedTrack, SfuError, Source};
 use crate::sync::lock;
 
@@ -34,33 +36,80 @@ impl Declared {
     }
 }
 
+/// The RFC 6464 audio level header extension.
+pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
 impl Peer {
+    /// A remote track arrived: a new up track, or (simulcast: `on_track` fires once per rid)
+    /// one more layer of the up track its mid already has.
     pub(super) fn on_track(self: &Arc<Self>, track: Arc<TrackRemote>, mid: String) {
         if self.is_closed() {
             return;
         }
-        let source = lock(&self.declared)
-            .source(&mid)
-            .unwrap_or(match track.kind() {
-                RTPCodecType::Audio => Source::Microphone,
-                _ => Source::Camera,
-            });
-        let (up, reader, keyframes) = up_track(
-            self.id.clone(),
-            mid.clone(),
-            source,
-            track,
-            self.publisher.clone(),
-            &self.shared.fwd,
-        );
-        tracing::info!(participant = %self.id, room = %self.room, %mid, ?source, kind = up.kind, codec = %up.codec.mime_type, "track published");
-        self.shared.rooms.publish(&self.room, &up);
+        let rid = track.rid().to_string();
+        let existing = (!rid.is_empty())
+            .then(|| lock(&self.simulcast).get(&mid).and_then(Weak::upgrade))
+            .flatten()
+            .filter(|up| !up.is_ended() && !up.has_rid(&rid));
+        let (up, fresh) = match existing {
+            Some(up) => (up, false),
+            None => {
+                let source = lock(&self.declared)
+                    .source(&mid)
+                    .unwrap_or(match track.kind() {
+                        RTPCodecType::Audio => Source::Microphone,
+                        _ => Source::Camera,
+                    });
+                let up = UpTrack::new(self.id.clone(), mid.clone(), source, &track);
+                (up, true)
+            }
+        };
+        let audio_level = self.audio_level(&track);
+        let (reader, keyframes) =
+            up.add_layer(track, self.publisher.clone(), audio_level, &self.shared.fwd);
+        tracing::info!(participant = %self.id, room = %self.room, %mid, %rid, source = ?up.source, kind = up.kind, codec = %up.codec.mime_type, "track published");
+        if fresh {
+            if up.simulcast {
+                lock(&self.simulcast).insert(mid.clone(), Arc::downgrade(&up));
+                self.spawn(pause_task(Arc::downgrade(&up), self.events.clone()));
+            }
+            self.shared.rooms.publish(&self.room, &up);
+        }
         let peer = self.clone();
         self.spawn(async move {
             reader.await;
-            peer.shared.rooms.unpublish(&peer.room, &up);
+            if up.reader_ended() {
+                peer.shared.rooms.unpublish(&peer.room, &up);
+            }
         });
         self.spawn(keyframes);
+    }
+
+    /// Where `track`'s audio levels go, if it is audio with the extension negotiated: a
+    /// speech detector whose changes the room announces.
+    fn audio_level(self: &Arc<Self>, track: &TrackRemote) -> Option<AudioLevelSink> {
+        if track.kind() != RTPCodecType::Audio {
+            return None;
+        }
+        let ext = track
+            .params()
+            .header_extensions
+            .iter()
+            .find(|e| e.uri == AUDIO_LEVEL_URI)
+            .and_then(|e| u8::try_from(e.id).ok())?;
+        let detector = Mutex::new(SpeechDetector::new());
+        let peer = Arc::downgrade(self);
+        Some(AudioLevelSink {
+            ext_id: ext,
+            on_level: Box::new(move |level| {
+                let change = lock(&detector).on_level(Instant::now(), level);
+                if let (Some(speaking), Some(peer)) = (change, peer.upgrade()) {
+                    peer.shared
+                        .rooms
+                        .set_speaking(&peer.room, &peer.id, speaking);
+                }
+            }),
+        })
     }
 
     /// Applies the client's publisher offer and returns the answer.

@@ -13,14 +13,14 @@
 //! task per room to own, count and stop. Peers are held as `Weak`: the table never keeps a
 //! participant alive, and a participant only holds its room's id (no `Arc` cycle).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use super::forward::UpTrack;
 use super::peer::Peer;
 use super::room::{Action, Event, MediaKind, Room, TrackKey};
-use super::{ParticipantId, RoomId};
+use super::{ParticipantId, RoomId, SfuEvent};
 use crate::sync::lock;
 
 #[derive(Default)]
@@ -28,6 +28,8 @@ struct Entry {
     core: Room,
     ups: HashMap<TrackKey, Arc<UpTrack>>,
     peers: HashMap<ParticipantId, Weak<Peer>>,
+    /// Members whose audio says they are speaking now (`speech.rs`).
+    speaking: HashSet<ParticipantId>,
 }
 
 /// What an action becomes on the media side, run after the table is unlocked.
@@ -77,6 +79,7 @@ impl Rooms {
                 return;
             }
             entry.peers.remove(id);
+            entry.speaking.remove(id);
             entry.ups.retain(|(publisher, _), _| publisher != id);
             let actions = entry
                 .core
@@ -146,6 +149,42 @@ impl Rooms {
             .iter()
             .filter_map(|k| entry.ups.get(k).cloned())
             .collect()
+    }
+
+    /// Whether `id` is speaking now (the layer choice gives the speaker priority).
+    pub fn is_speaking(&self, room: &str, id: &str) -> bool {
+        lock(&self.table)
+            .get(room)
+            .is_some_and(|e| e.speaking.contains(id))
+    }
+
+    /// `id` started or stopped speaking: every member is told (the speaker too).
+    pub fn set_speaking(&self, room: &str, id: &str, speaking: bool) {
+        let peers: Vec<Weak<Peer>> = {
+            let mut table = lock(&self.table);
+            let Some(entry) = table.get_mut(room) else {
+                return;
+            };
+            if !entry.peers.contains_key(id) {
+                return;
+            }
+            let changed = if speaking {
+                entry.speaking.insert(id.to_string())
+            } else {
+                entry.speaking.remove(id)
+            };
+            if !changed {
+                return;
+            }
+            entry.peers.values().cloned().collect()
+        };
+        for peer in peers.iter().filter_map(Weak::upgrade) {
+            let event = SfuEvent::Speaking {
+                id: id.to_string(),
+                speaking,
+            };
+            let _ = peer.events.try_send(event);
+        }
     }
 
     /// Every live participant of every room (server shutdown).

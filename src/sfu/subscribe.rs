@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
@@ -19,9 +19,12 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::{RTCRtpTransceiver, RTCRtpTransceiverInit};
 
+use super::adapt::DownEntry;
 use super::checks;
-use super::forward::{read_down_rtcp, DownTrack, Sink, UpTrack};
+use super::down::{read_down_rtcp, Bound, DownTrack};
+use super::forward::{Sink, UpTrack};
 use super::peer::Peer;
+use super::rewrite::Rewriter;
 use super::room::{Event, TrackKey};
 use super::{PcKind, SfuError, SfuEvent, TrackInfo};
 use crate::metrics::GaugeGuard;
@@ -31,8 +34,10 @@ struct Slot {
     transceiver: Arc<RTCRtpTransceiver>,
     sender: Arc<RTCRtpSender>,
     kind: &'static str,
-    /// The up track this m-line carries now, for its RTCP reader (PLIs go there).
-    up: Arc<ArcSwapOption<UpTrack>>,
+    /// What this m-line carries now, for its RTCP reader (PLIs go to its layer).
+    bound: Arc<ArcSwapOption<Bound>>,
+    /// The m-line's one outgoing stream, continued across every track it carries.
+    rewriter: Arc<Mutex<Rewriter>>,
 }
 
 struct Subscription {
@@ -81,7 +86,7 @@ impl Peer {
         for key in stale {
             if let Some(sub) = st.subs.remove(&key) {
                 sub.up.remove_sink(&sub.sink);
-                sub.slot.up.store(None);
+                sub.slot.bound.store(None);
                 sub.slot
                     .transceiver
                     .set_direction(RTCRtpTransceiverDirection::Inactive)
@@ -93,7 +98,7 @@ impl Peer {
             if st.subs.contains_key(&key_of(&up)) {
                 continue;
             }
-            let down = DownTrack::new(&up, self.shared.fwd.queue_packets);
+            let down = DownTrack::new(&up, self.shared.fwd.queue_packets, up.top_layer());
             let slot = match st.free.iter().position(|s| s.kind == up.kind) {
                 Some(i) => {
                     let slot = st.free.swap_remove(i);
@@ -108,9 +113,16 @@ impl Peer {
                 }
                 None => self.new_slot(&down, up.kind).await.map_err(internal)?,
             };
-            slot.up.store(Some(up.clone()));
             let sink = down.sink.clone();
-            self.spawn(down.write_loop(self.shared.metrics.clone()));
+            slot.bound.store(Some(Arc::new(Bound {
+                up: up.clone(),
+                sink: sink.clone(),
+            })));
+            self.spawn(down.write_loop(
+                slot.rewriter.clone(),
+                self.downlink.clone(),
+                self.shared.metrics.clone(),
+            ));
             st.subs.insert(
                 key_of(&up),
                 Subscription {
@@ -153,6 +165,21 @@ impl Peer {
             })
             .collect();
         tracks.sort_by(|a, b| a.mid.cmp(&b.mid));
+        self.set_downs(
+            st.subs
+                .values()
+                .map(|s| DownEntry {
+                    mid: s
+                        .slot
+                        .transceiver
+                        .mid()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    up: s.up.clone(),
+                    sink: s.sink.clone(),
+                })
+                .collect(),
+        );
         st.offer_pending = true;
         drop(st);
         self.start_connect_timer(PcKind::Subscriber);
@@ -184,20 +211,22 @@ impl Peer {
         // The m-line keeps its SSRC across the tracks it carries; each publisher numbers its
         // packets from its own random start, so a switch would jump the sequence, and a jump
         // backwards looks like a replay to the client's SRTP (measured: the 5th recycled m-line
-        // carried nothing). webrtc-rs's transformer continues the sequence at every
-        // `replace_track`; it must be enabled before the first packet.
-        sender.enable_seq_transformer()?;
-        let up = Arc::new(ArcSwapOption::empty());
+        // carried nothing). The m-line's rewriter continues sequence, timestamps and picture
+        // ids at every switch, before `write_rtp`, so the NACK responder keeps the numbers the
+        // client sees (webrtc-rs's own transformer renumbered after it).
+        let bound = Arc::new(ArcSwapOption::empty());
         self.spawn(read_down_rtcp(
             sender.clone(),
-            up.clone(),
+            bound.clone(),
+            self.downlink.clone(),
             self.shared.metrics.clone(),
         ));
         Ok(Slot {
             transceiver,
             sender,
             kind,
-            up,
+            bound,
+            rewriter: Arc::new(Mutex::new(Rewriter::new())),
         })
     }
 
@@ -268,5 +297,7 @@ impl Peer {
             sub.up.remove_sink(&sub.sink);
         }
         st.free.clear();
+        drop(st);
+        self.set_downs(Vec::new());
     }
 }

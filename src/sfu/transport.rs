@@ -26,10 +26,11 @@ use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::nack::generator::Generator;
 use webrtc::interceptor::nack::responder::Responder;
 use webrtc::interceptor::registry::Registry;
+use webrtc::interceptor::twcc::sender::Sender as TwccSender;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::{
-    RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
+    RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RTPCodecType,
 };
 use webrtc::rtp_transceiver::RTCPFeedback;
 
@@ -91,11 +92,40 @@ pub fn codecs() -> Vec<(RTCRtpCodecParameters, RTPCodecType)> {
     ]
 }
 
-/// Registers [`codecs`] on a media engine.
+/// Registers [`codecs`] on a media engine, with the header extensions simulcast and the
+/// active-speaker detection need: `sdes:mid`, `sdes:rtp-stream-id` and
+/// `sdes:repaired-rtp-stream-id` on video (webrtc-rs tells a simulcast layer by its rid), the
+/// RFC 6464 audio level on audio; and `goog-remb` on video, so a browser that receives from us
+/// reports its own estimate (REMB) where it does not use transport-wide feedback.
 pub fn register_codecs(media: &mut MediaEngine) -> webrtc::error::Result<()> {
     for (c, kind) in codecs() {
         media.register_codec(c, kind)?;
     }
+    for uri in [
+        "urn:ietf:params:rtp-hdrext:sdes:mid",
+        "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+        "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+    ] {
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability { uri: uri.into() },
+            RTPCodecType::Video,
+            None,
+        )?;
+    }
+    media.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: super::publish::AUDIO_LEVEL_URI.into(),
+        },
+        RTPCodecType::Audio,
+        None,
+    )?;
+    media.register_feedback(
+        RTCPFeedback {
+            typ: "goog-remb".into(),
+            parameter: String::new(),
+        },
+        RTPCodecType::Video,
+    );
     Ok(())
 }
 
@@ -115,7 +145,9 @@ pub fn codec_capability(mime: &str) -> Option<RTCRtpCodecCapability> {
 const NACK_HISTORY_LOG2: u8 = 9;
 
 /// A media engine with our codecs and the interceptors of webrtc-rs's default set (NACK
-/// generator and responder, sender/receiver reports, TWCC receiver) with a smaller NACK history.
+/// generator and responder, sender/receiver reports, TWCC receiver) with a smaller NACK
+/// history, plus the TWCC *sender* (transport-wide sequence numbers on what we send, so the
+/// far end's feedback can drive our downlink estimate, `estimate.rs`).
 pub fn engine_and_interceptors() -> webrtc::error::Result<(MediaEngine, Registry)> {
     let mut media = MediaEngine::default();
     register_codecs(&mut media)?;
@@ -129,6 +161,7 @@ pub fn engine_and_interceptors() -> webrtc::error::Result<(MediaEngine, Registry
     registry.add(Box::new(Generator::builder()));
     registry = configure_rtcp_reports(registry);
     registry = configure_twcc_receiver_only(registry, &mut media)?;
+    registry.add(Box::new(TwccSender::builder()));
     Ok((media, registry))
 }
 

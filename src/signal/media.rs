@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::protocol::{
-    Candidate, ErrorCode, PublishAnswer, PublishOffer, SignalError, SubscribeAnswer, SubscribeOffer,
+    Candidate, ErrorCode, LayerOut, LayersOut, PublishAnswer, PublishOffer, SignalError,
+    SpeakingOut, SubscribeAnswer, SubscribeOffer, View,
 };
 use super::room_table::Evict;
 use super::session::{Conn, Replier};
@@ -43,6 +44,7 @@ pub(crate) enum MediaEvent {
     PublishOffer(PublishOffer),
     SubscribeAnswer(SubscribeAnswer),
     Candidate(Candidate),
+    View(View),
 }
 
 impl MediaEvent {
@@ -51,6 +53,7 @@ impl MediaEvent {
             MediaEvent::PublishOffer(_) => "publish_offer",
             MediaEvent::SubscribeAnswer(_) => "subscribe_answer",
             MediaEvent::Candidate(_) => "candidate",
+            MediaEvent::View(_) => "view",
         }
     }
 }
@@ -174,6 +177,10 @@ async fn run(p: &Participant, socket: &SocketRef, event: MediaEvent) -> Result<(
         }
         MediaEvent::SubscribeAnswer(SubscribeAnswer { sdp }) => p.subscribe_answer(sdp).await,
         MediaEvent::Candidate(Candidate { pc, candidate }) => p.add_candidate(pc, candidate).await,
+        MediaEvent::View(View { tracks }) => {
+            p.set_view(tracks);
+            Ok(())
+        }
     }
 }
 
@@ -215,6 +222,24 @@ async fn relay(socket: SocketRef, id: String, mut events: mpsc::Receiver<SfuEven
                     candidate: Some(candidate),
                 };
                 deliver(&socket, &id, "candidate", &candidate).await
+            }
+            SfuEvent::Layers { mid, active } => {
+                let out = LayersOut {
+                    mid: &mid,
+                    active: &active,
+                };
+                deliver(&socket, &id, "layers", &out).await
+            }
+            SfuEvent::Layer { mid, rid } => {
+                let out = LayerOut {
+                    mid: &mid,
+                    rid: &rid,
+                };
+                deliver(&socket, &id, "layer", &out).await
+            }
+            SfuEvent::Speaking { id: who, speaking } => {
+                let out = SpeakingOut { id: &who, speaking };
+                deliver(&socket, &id, "speaking", &out).await
             }
             SfuEvent::Closed { reason } => break reason,
         };

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::IceServer;
-use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, TrackInfo};
+use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, TileView, TrackInfo};
 
 /// Why an event was refused. Serialized as the snake_case `code` of an `error` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -367,6 +367,35 @@ pub struct SubscribeAnswer {
 pub struct SubscribeOffer<'a> {
     pub sdp: &'a str,
     pub tracks: &'a [TrackInfo],
+}
+
+/// `view {tracks: [{mid, width, height, visible}]}`: what the page shows of each track it
+/// receives (issue 10; `docs/protocol.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct View {
+    pub tracks: Vec<TileView>,
+}
+
+/// `layers {mid, active: {rid: bool}}` to a publisher.
+#[derive(Debug, Serialize)]
+pub struct LayersOut<'a> {
+    pub mid: &'a str,
+    pub active: &'a std::collections::BTreeMap<String, bool>,
+}
+
+/// `layer {mid, rid}` to a subscriber.
+#[derive(Debug, Serialize)]
+pub struct LayerOut<'a> {
+    pub mid: &'a str,
+    pub rid: &'a str,
+}
+
+/// `speaking {id, speaking}` to every member.
+#[derive(Debug, Serialize)]
+pub struct SpeakingOut<'a> {
+    pub id: &'a str,
+    pub speaking: bool,
 }
 
 /// `candidate {pc, candidate}` both ways; `candidate: null` ends the client's candidates.

@@ -2,6 +2,7 @@
 //! does) or, in in-process tests, straight to an [`Sfu`]. Both turn the server's side into the
 //! same stream of [`Inbound`] events, so the participant's logic is one.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +14,8 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::sfu::{
-    IceCandidateInit, Participant, PcKind, PublishedTrack, Sfu, SfuError, SfuEvent, TrackInfo,
+    IceCandidateInit, Participant, PcKind, PublishedTrack, Sfu, SfuError, SfuEvent, TileView,
+    TrackInfo,
 };
 use crate::sync::lock;
 
@@ -40,6 +42,20 @@ pub(crate) enum Inbound {
     },
     Error(ServerError),
     Closed(String),
+    /// To a publisher: which of its simulcast layers anyone needs.
+    Layers {
+        mid: String,
+        active: BTreeMap<String, bool>,
+    },
+    /// To a subscriber: the layer its track `mid` carries now.
+    Layer {
+        mid: String,
+        rid: String,
+    },
+    Speaking {
+        id: String,
+        speaking: bool,
+    },
 }
 
 /// What the participant says.
@@ -53,6 +69,7 @@ pub(crate) enum Outbound {
         pc: PcKind,
         candidate: IceCandidateInit,
     },
+    View(Vec<TileView>),
 }
 
 pub(crate) enum Link {
@@ -105,6 +122,9 @@ impl Link {
                         candidate: Some(candidate),
                     },
                     SfuEvent::Closed { reason } => Inbound::Closed(reason),
+                    SfuEvent::Layers { mid, active } => Inbound::Layers { mid, active },
+                    SfuEvent::Layer { mid, rid } => Inbound::Layer { mid, rid },
+                    SfuEvent::Speaking { id, speaking } => Inbound::Speaking { id, speaking },
                 };
                 if relay.send(inbound).is_err() {
                     break;
@@ -177,6 +197,39 @@ impl Link {
                 }),
             )
             .on(
+                "layers",
+                on(tx.clone(), |v| {
+                    #[derive(Deserialize)]
+                    struct L {
+                        mid: String,
+                        active: BTreeMap<String, bool>,
+                    }
+                    let l: L = serde_json::from_value(v).ok()?;
+                    Some(Inbound::Layers {
+                        mid: l.mid,
+                        active: l.active,
+                    })
+                }),
+            )
+            .on(
+                "layer",
+                on(tx.clone(), |v| {
+                    Some(Inbound::Layer {
+                        mid: v.get("mid")?.as_str()?.to_string(),
+                        rid: v.get("rid")?.as_str()?.to_string(),
+                    })
+                }),
+            )
+            .on(
+                "speaking",
+                on(tx.clone(), |v| {
+                    Some(Inbound::Speaking {
+                        id: v.get("id")?.as_str()?.to_string(),
+                        speaking: v.get("speaking")?.as_bool()?,
+                    })
+                }),
+            )
+            .on(
                 "error",
                 on(tx.clone(), |v| {
                     Some(Inbound::Error(serde_json::from_value(v).ok()?))
@@ -210,6 +263,10 @@ impl Link {
                         .await
                         .map(|_| None)
                         .map_err(|e| sfu_error(e, "candidate")),
+                    Outbound::View(tracks) => {
+                        p.set_view(tracks);
+                        Ok(None)
+                    }
                 };
                 match result {
                     Ok(Some(i)) => {
@@ -230,6 +287,7 @@ impl Link {
                     Outbound::Candidate { pc, candidate } => {
                         ("candidate", json!({ "pc": pc, "candidate": candidate }))
                     }
+                    Outbound::View(tracks) => ("view", json!({ "tracks": tracks })),
                 };
                 if let Err(e) = client.emit(event, body).await {
                     tracing::debug!(error = %e, event, "emit failed");

@@ -42,13 +42,21 @@ pub use record::{Received, StreamRecord};
 use crate::sfu::ice_start::IceStart;
 use crate::sfu::transport::{engine_and_interceptors, loopback_only};
 use crate::sfu::udp::SocketPerConnection;
-use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, Sfu, Source, TrackInfo};
+use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, Sfu, Source, TileView, TrackInfo};
 use crate::sync::lock;
 use link::{Inbound, Link, Outbound};
 use webrtc::ice::udp_network::UDPNetwork;
 
 /// How long a re-offer waits for the subscriber connection's ICE to start (see `drive`).
 const ICE_START_WAIT: Duration = Duration::from_secs(10);
+
+/// A `layers` event: which rids of the publisher's track `mid` anyone needs.
+#[derive(Debug, Clone)]
+pub struct LayersEvent {
+    pub mid: String,
+    pub active: std::collections::BTreeMap<String, bool>,
+    pub at: Instant,
+}
 
 /// One track to publish.
 #[derive(Debug, Clone)]
@@ -128,6 +136,12 @@ pub(crate) struct Shared {
     pub offer_mlines: Mutex<Vec<usize>>,
     pub errors: Mutex<Vec<ServerError>>,
     pub closed: Mutex<Option<String>>,
+    /// `layers` events (to this peer as a publisher), in arrival order.
+    pub layers: Mutex<Vec<LayersEvent>>,
+    /// `layer` events (to this peer as a subscriber): (mid, rid, when).
+    pub layer: Mutex<Vec<(String, String, Instant)>>,
+    /// `speaking` events: (id, speaking).
+    pub speaking: Mutex<Vec<(String, bool)>>,
     /// Woken on every recorded change, for [`HeadlessPeer::wait_until`].
     pub changed: Notify,
     pub paused: watch::Sender<bool>,
@@ -195,6 +209,9 @@ impl HeadlessPeer {
             offer_mlines: Mutex::default(),
             errors: Mutex::default(),
             closed: Mutex::default(),
+            layers: Mutex::default(),
+            layer: Mutex::default(),
+            speaking: Mutex::default(),
             changed: Notify::new(),
             paused: watch::channel(false).0,
             record: opts.record_packets,
@@ -410,6 +427,44 @@ impl HeadlessPeer {
         lock(&self.shared.offer_mlines).clone()
     }
 
+    /// Every `layers` event the server sent this peer as a publisher.
+    pub fn layers_events(&self) -> Vec<LayersEvent> {
+        lock(&self.shared.layers).clone()
+    }
+
+    /// Every `layer` event: (subscriber mid, rid, arrival).
+    pub fn layer_events(&self) -> Vec<(String, String, Instant)> {
+        lock(&self.shared.layer).clone()
+    }
+
+    /// The rid `publisher`'s `source` arrives on now, from the latest `layer` event for its mid.
+    pub fn current_rid(&self, publisher: &str, source: Source) -> Option<String> {
+        let mid = self.mid_of(publisher, source)?;
+        lock(&self.shared.layer)
+            .iter()
+            .rev()
+            .find(|(m, _, _)| *m == mid)
+            .map(|(_, rid, _)| rid.clone())
+    }
+
+    /// The subscriber-connection mid that carries `publisher`'s `source` now.
+    pub fn mid_of(&self, publisher: &str, source: Source) -> Option<String> {
+        lock(&self.shared.mids)
+            .iter()
+            .find(|(_, (p, s))| p == publisher && *s == source)
+            .map(|(m, _)| m.clone())
+    }
+
+    /// Every `speaking` event: (id, speaking).
+    pub fn speaking_events(&self) -> Vec<(String, bool)> {
+        lock(&self.shared.speaking).clone()
+    }
+
+    /// Tells the server what the page would show (`view`).
+    pub async fn send_view(&self, tiles: Vec<TileView>) {
+        self.link.send(Outbound::View(tiles)).await;
+    }
+
     /// Errors the server sent.
     pub fn errors(&self) -> Vec<ServerError> {
         lock(&self.shared.errors).clone()
@@ -613,6 +668,22 @@ async fn drive(
             }
             Inbound::Closed(reason) => {
                 *lock(&shared.closed) = Some(reason);
+                shared.changed.notify_waiters();
+            }
+            Inbound::Layers { mid, active } => {
+                lock(&shared.layers).push(LayersEvent {
+                    mid,
+                    active,
+                    at: Instant::now(),
+                });
+                shared.changed.notify_waiters();
+            }
+            Inbound::Layer { mid, rid } => {
+                lock(&shared.layer).push((mid, rid, Instant::now()));
+                shared.changed.notify_waiters();
+            }
+            Inbound::Speaking { id, speaking } => {
+                lock(&shared.speaking).push((id, speaking));
                 shared.changed.notify_waiters();
             }
         }
