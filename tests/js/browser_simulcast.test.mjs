@@ -1,12 +1,14 @@
 // Simulcast end to end with real browsers: a Chromium (then a Firefox) page publishes its
 // camera as three layers; a Chromium page that shows it large decodes the top layer, one that
 // shows it as a thumbnail decodes the lowest, and a layer nobody needs is switched off at the
-// publisher (its encoding goes inactive) and back on when someone needs it again.
+// publisher (its encoding goes inactive) and back on when someone needs it again; a page whose
+// downlink is capped keeps decoding on a lower layer.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './lib/server.mjs';
-import { launchChromium, launchFirefox, newPage, waitFor, inbound, ownId, roomUrl, waitForIdleServer } from './lib/browser.mjs';
+import { launchChromium, launchFirefox, newPage, waitFor, inbound, ownId, roomUrl, subscriberPort, waitForIdleServer } from './lib/browser.mjs';
+import { NetShape } from './lib/netshape.mjs';
 
 let server;
 let chromium;
@@ -146,6 +148,35 @@ test("a Firefox publisher's simulcast reaches Chromium: top layer large, lowest 
     await ff.close();
   } finally {
     await firefox.close();
+  }
+  await waitForIdleServer(server.url);
+});
+
+test('a Chromium subscriber whose downlink is capped at 400 kbit/s keeps decoding, on a lower layer', async () => {
+  const room = 'simulcast-capped';
+  const shape = new NetShape();
+  try {
+    const pub = await newPage(chromium, { width: 480, height: 360 });
+    await pub.goto(roomUrl(server.url, room, 'Publisher', PUBLISH));
+    const pubId = await ownId(pub);
+    const page = await viewer(room, 'Capped', { width: 1400, height: 900 });
+    await pin(page, pubId);
+    await decodedWidth(page, pubId, (w) => w >= 1200, 'the top layer before the cap');
+    await shape.capToPort(await subscriberPort(page), 400);
+    const layerOf = () => page.evaluate(() => [...(window.sfuLite.session?.layers.values() ?? [])][0]);
+    // The browser's REMB tells the server the link is short: a lower layer follows.
+    await waitFor(async () => ['q', 'h'].includes(await layerOf()), { timeout: 30_000, what: 'a lower layer on the capped link' });
+    const start = (await inbound(page))[`${pubId}/camera`];
+    // Ten more seconds of pictures: decoding goes on, and freezes stay rare.
+    await waitFor(async () => {
+      const v = (await inbound(page))[`${pubId}/camera`];
+      return v.framesDecoded >= start.framesDecoded + 100 && v;
+    }, { timeout: 30_000, what: '100 more frames decoded on the capped link' });
+    const end = (await inbound(page))[`${pubId}/camera`];
+    assert.ok(end.freezeCount - start.freezeCount <= 2, `freezes on the capped link: ${end.freezeCount - start.freezeCount}`);
+    for (const p of [pub, page]) await p.close();
+  } finally {
+    await shape.close();
   }
   await waitForIdleServer(server.url);
 });
