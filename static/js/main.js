@@ -1,6 +1,7 @@
 // The page's entry point: the lobby (name, room, devices, preview), the meeting's controls,
 // chat and side panel, and the hand-over to a Session. URL parameters:
-// `room`, `name`, `autojoin=1` (join at once), `lowres=1` (320x240 at 15 fps), `cam=0`, `mic=0`.
+// `room`, `name`, `autojoin=1` (join at once), `lowres=1` (320x240 at 15 fps), `cam=0`, `mic=0`,
+// `simulcast=0|1` (camera as three layers; on by default except with `lowres=1`).
 
 import { LocalMedia } from './media.js';
 import { RoomView } from './room-view.js';
@@ -12,6 +13,7 @@ import { Chat } from './chat.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const lowres = params.get('lowres') === '1';
+const simulcast = params.has('simulcast') ? params.get('simulcast') === '1' : !lowres;
 const media = new LocalMedia({ lowres });
 if (params.get('cam') === '0') media.videoDevice = null;
 if (params.get('mic') === '0') media.audioDevice = null;
@@ -127,7 +129,11 @@ function join() {
   }
   lobbyError(null);
   localStorage.setItem('sfu-lite:name', name);
-  history.replaceState(null, '', `?${new URLSearchParams({ room, ...(lowres ? { lowres: '1' } : {}) })}`);
+  history.replaceState(null, '', `?${new URLSearchParams({
+    room,
+    ...(lowres ? { lowres: '1' } : {}),
+    ...(params.has('simulcast') ? { simulcast: params.get('simulcast') } : {}),
+  })}`);
   enterRoom(room, name);
 }
 
@@ -139,7 +145,7 @@ function enterRoom(room, name) {
   $('meeting').hidden = false;
   $('room-title').textContent = room;
   document.title = `${room} · sfu-lite`;
-  session = new Session({ room, name, media, view, lowres, log: (m) => console.warn(`sfu-lite: ${m}`) });
+  session = new Session({ room, name, media, view, lowres, simulcast, log: (m) => console.warn(`sfu-lite: ${m}`) });
   session.addEventListener('status', (e) => onStatus(e.detail));
   session.addEventListener('chat', (e) => chat.receive(e.detail));
   session.addEventListener('problem', (e) => toast(e.detail?.message ?? 'The server refused a request.'));

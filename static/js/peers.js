@@ -7,6 +7,7 @@
 // Every signalling step of one connection runs on its own serial queue.
 
 import { SerialQueue } from './util.js';
+import { CAMERA_LAYERS, applyLayers } from './simulcast.js';
 
 /** Sources in the order of the publisher's m-lines. */
 const PUBLISHED = [
@@ -71,14 +72,17 @@ export class Publisher extends Peer {
   /** @type {Map<string, RTCRtpTransceiver>} source -> transceiver */
   transceivers = new Map();
 
-  constructor(socket, iceServers, log, { lowres = false } = {}) {
+  /**
+   * `simulcast`: the camera goes out as the three layers of CAMERA_LAYERS (the default for
+   * full-size capture; `lowres` pages send one small stream unless asked).
+   */
+  constructor(socket, iceServers, log, { lowres = false, simulcast = !lowres } = {}) {
     super('publisher', socket, iceServers, log);
     const caps = lowres ? MAX_BITRATE_LOWRES : MAX_BITRATE;
     for (const { source, kind } of PUBLISHED) {
-      const t = this.pc.addTransceiver(kind, {
-        direction: 'sendonly',
-        sendEncodings: [{ maxBitrate: caps[source] }],
-      });
+      const sendEncodings =
+        source === 'camera' && simulcast ? CAMERA_LAYERS.map((l) => ({ ...l })) : [{ maxBitrate: caps[source] }];
+      const t = this.pc.addTransceiver(kind, { direction: 'sendonly', sendEncodings });
       preferVp8(t, kind);
       this.transceivers.set(source, t);
     }
@@ -115,6 +119,13 @@ export class Publisher extends Peer {
 
   midOf(source) {
     return this.transceivers.get(source)?.mid ?? null;
+  }
+
+  /** The server's `layers`: switch the named simulcast encodings of one mid on or off. */
+  setLayers({ mid, active }) {
+    const t = [...this.transceivers.values()].find((x) => x.mid === mid);
+    if (!t || !active || typeof active !== 'object') return Promise.resolve();
+    return applyLayers(t.sender, active).catch((err) => this.log(`publisher: layers: ${err.message}`));
   }
 }
 

@@ -185,6 +185,13 @@ export class RoomView {
     this.#render(p);
   }
 
+  /** The element a remote video source is drawn in (for the view reports), or null. */
+  videoFor(id, source) {
+    const p = this.people.get(id);
+    if (!p) return null;
+    return source === 'screen' ? p.screenVideo : source === 'camera' ? p.video : null;
+  }
+
   #play(media) {
     // Autoplay with sound may need a click first; the banner offers one.
     media.play()?.catch((err) => {

@@ -4,6 +4,7 @@
 
 import { io } from '../vendor/socket.io.esm.min.js';
 import { Publisher, Subscriber } from './peers.js';
+import { ViewReporter } from './simulcast.js';
 import { sleep } from './util.js';
 
 const JOIN_TIMEOUT_MS = 10_000;
@@ -28,10 +29,15 @@ export class Session extends EventTarget {
   #restarts = 0;
   #sentState = '';
   #unhook;
+  #reporter = null;
+  /** True once the server reports who speaks (`speaking`); the page's own guess then stops. */
+  serverSpeaking = false;
+  /** Subscriber mid -> simulcast layer (rid) the server forwards on it, from `layer`. */
+  layers = new Map();
 
-  constructor({ room, name, media, view, lowres = false, log = console.warn }) {
+  constructor({ room, name, media, view, lowres = false, simulcast = !lowres, log = console.warn }) {
     super();
-    Object.assign(this, { room, name, media, view, lowres, log });
+    Object.assign(this, { room, name, media, view, lowres, simulcast, log });
     this.socket = io('/rooms', {
       autoConnect: false,
       reconnectionDelay: 500,
@@ -113,6 +119,12 @@ export class Session extends EventTarget {
     });
     s.on('publish_answer', ({ sdp }) => this.#media(() => this.publisher.applyAnswer(sdp)));
     s.on('subscribe_offer', (offer) => this.#media(() => this.subscriber.applyOffer(offer)));
+    s.on('layers', (m) => this.#media(() => this.publisher.setLayers(m)));
+    s.on('layer', ({ mid, rid }) => this.layers.set(mid, rid));
+    s.on('speaking', ({ id, speaking }) => {
+      this.serverSpeaking = true;
+      this.view.setSpeaking(id === this.id ? this.localKey : id, speaking);
+    });
     s.on('candidate', ({ pc, candidate }) =>
       this.#media(() => (pc === 'publisher' ? this.publisher : this.subscriber).addCandidate(candidate)),
     );
@@ -153,10 +165,23 @@ export class Session extends EventTarget {
 
   #openPeers(iceServers, generation) {
     const log = (msg) => this.log(msg);
-    this.publisher = new Publisher(this.socket, iceServers, log, { lowres: this.lowres });
+    this.publisher = new Publisher(this.socket, iceServers, log, { lowres: this.lowres, simulcast: this.simulcast });
     this.subscriber = new Subscriber(this.socket, iceServers, log, {
-      onTrack: (info, track) => this.view.setTrack(info.participant, info.source, track),
-      onTrackGone: (info) => this.view.setTrack(info.participant, info.source, null),
+      onTrack: (info, track) => {
+        this.view.setTrack(info.participant, info.source, track);
+        this.#reporter?.schedule();
+      },
+      onTrackGone: (info) => {
+        this.view.setTrack(info.participant, info.source, null);
+        this.layers.delete(info.mid);
+        this.#reporter?.schedule();
+      },
+    });
+    const subscriber = this.subscriber;
+    this.#reporter = new ViewReporter({
+      socket: this.socket,
+      getTracks: () => subscriber.tracks,
+      elementFor: (participant, source) => this.view.videoFor(participant, source),
     });
     for (const peer of [this.publisher, this.subscriber]) {
       peer.pc.addEventListener('connectionstatechange', () => this.#watchIce(peer, generation));
@@ -235,6 +260,9 @@ export class Session extends EventTarget {
     this.publisher?.close();
     this.subscriber?.close();
     this.publisher = this.subscriber = null;
+    this.#reporter?.stop();
+    this.#reporter = null;
+    this.layers.clear();
     this.#early = [];
   }
 

@@ -71,7 +71,9 @@ export class StatsMonitor {
       const info = s.subscriber.tracks.get(r.mid);
       if (!info) continue;
       if (r.kind === 'audio') {
-        if ((r.audioLevel ?? 0) > SPEAKING_LEVEL) this.#lastLoud.set(info.participant, now);
+        // The server's `speaking` events, once they come, are the one source of truth.
+        if (s.serverSpeaking) this.#lastLoud.clear();
+        else if ((r.audioLevel ?? 0) > SPEAKING_LEVEL) this.#lastLoud.set(info.participant, now);
         else if (!this.#lastLoud.has(info.participant)) this.#lastLoud.set(info.participant, 0);
         if (withText) {
           const entry = text.get(info.participant) ?? {};
@@ -112,7 +114,8 @@ export class StatsMonitor {
       }
     }
     if (level === null) level = this.#analyserLevel(s.media?.audio);
-    if (s.media?.audio && !s.media.audioMuted && level > SPEAKING_LEVEL) this.#lastLoud.set(id, now);
+    if (s.serverSpeaking) this.#lastLoud.clear();
+    else if (s.media?.audio && !s.media.audioMuted && level > SPEAKING_LEVEL) this.#lastLoud.set(id, now);
     else if (!this.#lastLoud.has(id)) this.#lastLoud.set(id, 0);
     if (withText) {
       const camera = [entry.camera, entry.audio && `audio ${entry.audio}`].filter(Boolean).join('\n');

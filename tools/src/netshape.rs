@@ -48,6 +48,16 @@ impl Shaper {
     /// subscriber connection, that subscriber's downlink. A sender at a higher rate sees its
     /// socket buffer fill and its sends block, as behind a slow link.
     pub fn cap_from_port(&mut self, port: u16, kbit: u32) -> Result<Cap, ShapeError> {
+        self.cap("sport", port, kbit)
+    }
+
+    /// Caps UDP packets *to* `port` at `kbit` kbit/s: the downlink of a client (a browser)
+    /// whose socket has that port, when the server sends every connection from one port.
+    pub fn cap_to_port(&mut self, port: u16, kbit: u32) -> Result<Cap, ShapeError> {
+        self.cap("dport", port, kbit)
+    }
+
+    fn cap(&mut self, field: &str, port: u16, kbit: u32) -> Result<Cap, ShapeError> {
         self.ensure_htb()?;
         self.next_class += 1;
         let class = 10 + self.next_class;
@@ -57,30 +67,11 @@ impl Shaper {
             "class", "add", "dev", DEV, "parent", "1:", "classid", &id, "htb", "rate", &rate,
             "ceil", &rate,
         ])?;
+        let port = port.to_string();
         tc(&[
-            "filter",
-            "add",
-            "dev",
-            DEV,
-            "parent",
-            "1:",
-            "protocol",
-            "ip",
-            "prio",
-            "1",
-            "u32",
-            "match",
-            "ip",
-            "protocol",
-            "17",
-            "0xff",
-            "match",
-            "ip",
-            "sport",
-            &port.to_string(),
-            "0xffff",
-            "flowid",
-            &id,
+            "filter", "add", "dev", DEV, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+            "match", "ip", "protocol", "17", "0xff", "match", "ip", field, &port, "0xffff",
+            "flowid", &id,
         ])?;
         Ok(Cap(class))
     }

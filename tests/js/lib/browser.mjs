@@ -111,8 +111,8 @@ function fmt(v) {
 
 /**
  * Inbound media of a page as seen by its subscriber PeerConnection, keyed by
- * `${participant}/${source}`: {kind, framesDecoded, frameWidth, frameHeight,
- * totalSamplesReceived}. Works on playwright and puppeteer pages alike.
+ * `${participant}/${source}`: {kind, framesDecoded, frameWidth, frameHeight, freezeCount,
+ * totalFreezesDuration (s), totalSamplesReceived}. Works on playwright and puppeteer pages alike.
  */
 export function inbound(page) {
   return page.evaluate(async () => {
@@ -129,6 +129,8 @@ export function inbound(page) {
         framesDecoded: r.framesDecoded ?? 0,
         frameWidth: r.frameWidth ?? 0,
         frameHeight: r.frameHeight ?? 0,
+        freezeCount: r.freezeCount ?? 0,
+        totalFreezesDuration: r.totalFreezesDuration ?? 0,
         totalSamplesReceived: r.totalSamplesReceived ?? 0,
       };
     }
@@ -189,4 +191,18 @@ export function waitForIdleServer(baseUrl, timeout = 15_000) {
     const g = await gauges(baseUrl);
     return Object.keys(g).length > 0 && Object.values(g).every((v) => v === 0) && g;
   }, { timeout, what: 'every server gauge back to zero' });
+}
+
+/** The local UDP port of a page's subscriber connection (its selected candidate pair). */
+export function subscriberPort(page) {
+  return waitFor(() => page.evaluate(async () => {
+    const sub = window.sfuLite?.subscriber;
+    if (!sub) return null;
+    const report = await sub.pc.getStats();
+    const all = [...report.values()];
+    const transport = all.find((r) => r.type === 'transport' && r.selectedCandidatePairId);
+    const pair = transport && report.get(transport.selectedCandidatePairId);
+    const local = pair && report.get(pair.localCandidateId);
+    return local?.port ?? null;
+  }), { what: "the subscriber connection's selected local port" });
 }
