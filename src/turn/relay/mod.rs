@@ -194,6 +194,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rest_auth_refuses_an_expired_username_even_with_its_right_password() {
+        let auth = RestAuth(Secret("k".into()));
+        let src: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let later = SystemTime::now() + Duration::from_secs(60);
+        let fresh = credentials::issue(b"k", "p", later, Duration::ZERO);
+        let key = auth.auth_handle(&fresh.username, REALM, src).unwrap();
+        assert_eq!(
+            key,
+            generate_auth_key(&fresh.username, REALM, &fresh.password)
+        );
+        let old = credentials::issue(b"k", "p", SystemTime::UNIX_EPOCH, Duration::from_secs(60));
+        assert!(auth.auth_handle(&old.username, REALM, src).is_err());
+    }
+
+    #[test]
     fn turn_is_told_from_http_and_tls_by_its_first_bytes() {
         let stun = [0x00, 0x03, 0x00, 0x08, 0x21, 0x12, 0xA4, 0x42, 0, 0];
         assert_eq!(classify(&stun), FirstBytes::Turn);
