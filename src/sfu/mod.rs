@@ -23,6 +23,7 @@
 //! - `udp`: media sockets on which a failed send counts as a lost packet.
 //! - [`checks`]: the pure size/parse checks of client SDP and candidates.
 //! - `tasks`: counted, owned tasks.
+//! - `selected_pair`: counts connections by the remote candidate type ICE selected.
 //!
 //! See `docs/sfu.md` for the design and its reasons.
 
@@ -42,6 +43,7 @@ pub mod rewrite;
 pub mod room;
 mod rooms;
 pub mod speech;
+mod selected_pair;
 mod subscribe;
 mod tasks;
 pub mod transport;

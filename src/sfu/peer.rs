@@ -24,6 +24,7 @@ use super::forward::{ForwardConfig, UpTrack};
 use super::ice_start::IceStart;
 use super::publish::Declared;
 use super::rooms::Rooms;
+use super::selected_pair;
 use super::subscribe::SubState;
 use super::tasks::{spawn_counted, TaskSet};
 use super::transport::Transport;
@@ -211,6 +212,11 @@ impl Peer {
         tracing::debug!(participant = %self.id, room = %self.room, ?kind, ?state, "connection state");
         if state == RTCPeerConnectionState::Connected {
             self.ever_connected[kind as usize].store(true, Ordering::Release);
+            let metrics = self.shared.metrics.clone();
+            self.spawn(selected_pair::count_remote_type(
+                self.pc(kind).clone(),
+                metrics,
+            ));
         }
         match state {
             RTCPeerConnectionState::Failed => self.fail("ICE failed".into()),
