@@ -35,6 +35,32 @@ pub struct Config {
     pub tls: TlsConfig,
     pub signaling: SignalingConfig,
     pub media: MediaConfig,
+    pub auth: AuthConfig,
+    /// Declared rooms, `[rooms."name"]` (see [`crate::access::policy`]).
+    #[serde(default)]
+    pub rooms: std::collections::BTreeMap<String, crate::access::RoomPolicy>,
+}
+
+/// `[auth]`: tokens, the rule for undeclared rooms, the admin API's key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Who may enter a room not declared under `[rooms]`: "open" or "invite" (token only).
+    pub default_room: crate::access::policy::Entry,
+    /// A directory of `NAME.toml` files, each declaring room NAME; empty = none.
+    pub rooms_dir: String,
+    /// Bearer key of the admin API (`/api/v1`); empty = the API is off (404). Never logged.
+    pub admin_key: Secret,
+    /// Tokens longer than this are refused before being parsed.
+    pub max_token_bytes: usize,
+    /// Clock skew allowed when checking a token's `exp` and `nbf`.
+    pub token_leeway_secs: u64,
+    /// Wrong room passwords allowed per minute from one address, and against one room.
+    pub password_failures_per_address: u32,
+    pub password_failures_per_room: u32,
+    /// Token keys by name (`kid`).
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, crate::access::token::KeyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -367,6 +393,25 @@ impl Config {
         if let Err(message) = self.media.port_range() {
             return field("media.port_range", &message);
         }
+        let a = &self.auth;
+        for (name, value) in [
+            ("auth.max_token_bytes", a.max_token_bytes),
+            (
+                "auth.password_failures_per_address",
+                a.password_failures_per_address as usize,
+            ),
+            (
+                "auth.password_failures_per_room",
+                a.password_failures_per_room as usize,
+            ),
+        ] {
+            if value == 0 {
+                return field(name, "must be greater than 0");
+            }
+        }
+        if let Err(e) = crate::access::Access::new(self) {
+            return field("auth", &e.0);
+        }
         for server in &self.media.ice_servers {
             if server.urls.is_empty() {
                 return field("media.ice_servers", "every entry needs at least one url");
@@ -452,7 +497,7 @@ fn apply_env(tree: &mut toml::Table, rest: &str, value: &str) -> Result<(), Conf
 fn serde_path_to_error(tree: toml::Table) -> Result<Config, ConfigError> {
     // Deserialise section by section so an error names `section.field`.
     let mut probe = tree.clone();
-    for section in ["server", "tls", "signaling", "media"] {
+    for section in ["server", "tls", "signaling", "media", "auth"] {
         let value = probe.remove(section).ok_or_else(|| ConfigError::Field {
             field: section.into(),
             message: "missing section".into(),
@@ -461,6 +506,7 @@ fn serde_path_to_error(tree: toml::Table) -> Result<Config, ConfigError> {
             "server" => value.try_into::<ServerConfig>().map(drop),
             "tls" => value.try_into::<TlsConfig>().map(drop),
             "signaling" => value.try_into::<SignalingConfig>().map(drop),
+            "auth" => value.try_into::<AuthConfig>().map(drop),
             _ => value.try_into::<MediaConfig>().map(drop),
         };
         if let Err(e) = result {
@@ -470,6 +516,7 @@ fn serde_path_to_error(tree: toml::Table) -> Result<Config, ConfigError> {
             });
         }
     }
+    probe.remove("rooms");
     if let Some(extra) = probe.keys().next() {
         return Err(ConfigError::Field {
             field: extra.clone(),
