@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::protocol::{
-    Candidate, ErrorCode, PublishAnswer, PublishOffer, SignalError, SubscribeAnswer, SubscribeOffer,
+    Candidate, ErrorCode, PublishAnswer, PublishOffer, RestartIce, SignalError, SubscribeAnswer,
+    SubscribeOffer,
 };
 use super::room_table::Evict;
 use super::session::{Conn, Replier};
@@ -43,6 +44,7 @@ pub(crate) enum MediaEvent {
     PublishOffer(PublishOffer),
     SubscribeAnswer(SubscribeAnswer),
     Candidate(Candidate),
+    RestartIce(RestartIce),
 }
 
 impl MediaEvent {
@@ -51,6 +53,7 @@ impl MediaEvent {
             MediaEvent::PublishOffer(_) => "publish_offer",
             MediaEvent::SubscribeAnswer(_) => "subscribe_answer",
             MediaEvent::Candidate(_) => "candidate",
+            MediaEvent::RestartIce(_) => "restart_ice",
         }
     }
 }
@@ -174,6 +177,7 @@ async fn run(p: &Participant, socket: &SocketRef, event: MediaEvent) -> Result<(
         }
         MediaEvent::SubscribeAnswer(SubscribeAnswer { sdp }) => p.subscribe_answer(sdp).await,
         MediaEvent::Candidate(Candidate { pc, candidate }) => p.add_candidate(pc, candidate).await,
+        MediaEvent::RestartIce(RestartIce { pc }) => p.restart_ice(pc),
     }
 }
 

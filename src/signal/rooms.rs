@@ -237,6 +237,7 @@ impl Service for Rooms {
                 RoomEvent::Media(MediaEvent::SubscribeAnswer(object(event, args)?))
             }
             "candidate" => RoomEvent::Media(MediaEvent::Candidate(object(event, args)?)),
+            "restart_ice" => RoomEvent::Media(MediaEvent::RestartIce(object(event, args)?)),
             _ => {
                 return Err(SignalError::new(
                     ErrorCode::UnknownEvent,

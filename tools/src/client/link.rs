@@ -53,6 +53,8 @@ pub(crate) enum Outbound {
         pc: PcKind,
         candidate: IceCandidateInit,
     },
+    /// Asks the server to restart ICE on a connection it offers (the subscriber).
+    RestartIce(PcKind),
 }
 
 pub(crate) enum Link {
@@ -210,6 +212,10 @@ impl Link {
                         .await
                         .map(|_| None)
                         .map_err(|e| sfu_error(e, "candidate")),
+                    Outbound::RestartIce(pc) => p
+                        .restart_ice(pc)
+                        .map(|_| None)
+                        .map_err(|e| sfu_error(e, "restart_ice")),
                 };
                 match result {
                     Ok(Some(i)) => {
@@ -230,6 +236,7 @@ impl Link {
                     Outbound::Candidate { pc, candidate } => {
                         ("candidate", json!({ "pc": pc, "candidate": candidate }))
                     }
+                    Outbound::RestartIce(pc) => ("restart_ice", json!({ "pc": pc })),
                 };
                 if let Err(e) = client.emit(event, body).await {
                     tracing::debug!(error = %e, event, "emit failed");
