@@ -37,3 +37,11 @@ impl IceStart {
             .is_ok_and(|r| r.is_ok())
     }
 }
+
+/// Waits, at most `limit`, until `pc` has gathered its local candidates, so the description read
+/// next carries them. After an ICE restart this matters: a candidate trickled before the other
+/// side applied the restart description belongs to the old session and is dropped there.
+pub async fn wait_gathered(pc: &RTCPeerConnection, limit: Duration) -> bool {
+    let mut done = pc.gathering_complete_promise().await;
+    tokio::time::timeout(limit, done.recv()).await.is_ok()
+}

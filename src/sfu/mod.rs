@@ -184,6 +184,16 @@ impl Participant {
 
     /// Removes the participant: its tracks leave every subscriber, its connections close and
     /// its tasks end before this returns.
+    /// Restarts ICE on `pc`: the subscriber's next offer carries new credentials. The
+    /// publisher restarts with the client's re-offer; asking for it here does nothing.
+    pub fn restart_ice(&self, pc: PcKind) -> Result<(), SfuError> {
+        if self.peer.is_closed() {
+            return Err(SfuError::Gone);
+        }
+        self.peer.restart_ice(pc);
+        Ok(())
+    }
+
     pub async fn leave(self) {
         self.peer.teardown().await;
     }

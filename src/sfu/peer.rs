@@ -84,8 +84,14 @@ pub(crate) struct Peer {
     pub(super) shutdown: watch::Sender<bool>,
     timers_started: [AtomicBool; 2],
     /// Set once each connection has reached `Connected`: the connect timer is about coming up
-    /// at all; a connected link that blips (Disconnected) is ICE's business.
+    /// at all; a connected link that goes down is the recovery timer's business.
     ever_connected: [AtomicBool; 2],
+    /// Each connection's latest state, for the recovery timer.
+    states: [watch::Sender<RTCPeerConnectionState>; 2],
+    /// A recovery timer runs for this connection (see [`Peer::recover`]).
+    recovering: [AtomicBool; 2],
+    /// The next subscriber offer restarts ICE (asked by the client or by `recover`).
+    pub(super) sub_ice_restart: AtomicBool,
     tasks: TaskSet,
 }
 
@@ -139,6 +145,9 @@ impl Peer {
             shutdown: watch::channel(false).0,
             timers_started: [AtomicBool::new(false), AtomicBool::new(false)],
             ever_connected: [AtomicBool::new(false), AtomicBool::new(false)],
+            states: [(); 2].map(|_| watch::channel(RTCPeerConnectionState::New).0),
+            recovering: [AtomicBool::new(false), AtomicBool::new(false)],
+            sub_ice_restart: AtomicBool::new(false),
             tasks: TaskSet::default(),
             shared,
         });
@@ -218,14 +227,75 @@ impl Peer {
                 metrics,
             ));
         }
+        self.states[kind as usize].send_replace(state);
+        let was_up = self.ever_connected[kind as usize].load(Ordering::Acquire);
         match state {
+            // Connecting again after Connected: a restart is under way.
+            RTCPeerConnectionState::Disconnected
+            | RTCPeerConnectionState::Failed
+            | RTCPeerConnectionState::Connecting
+                if was_up =>
+            {
+                self.recover(kind, state)
+            }
+            // Never up: the connect timer's case; ICE gave up on it before the timer did.
             RTCPeerConnectionState::Failed => self.fail("ICE failed".into()),
             RTCPeerConnectionState::Connected if kind == PcKind::Subscriber => {
-                // Keyframes asked for before the connection was up went nowhere: ask again.
+                // Keyframes asked for before the connection was up (or back up after a restart)
+                // went nowhere: ask again.
                 let peer = self.clone();
                 self.spawn(async move { peer.restart_started().await });
             }
             _ => {}
+        }
+    }
+
+    /// A connection that was up went `Disconnected` or `Failed`, or is `Connecting` again (an
+    /// ICE restart under way): the participant keeps its place for
+    /// `media.ice_failed_timeout_ms` while ICE restarts (the client re-offers the publisher; the
+    /// server re-offers the subscriber with new credentials, starting now unless a restart is
+    /// already under way), and is removed only if the connection is not `Connected` again by
+    /// then. The timer runs on tokio's clock (`tokio::time::pause` drives it in tests).
+    fn recover(self: &Arc<Self>, kind: PcKind, state: RTCPeerConnectionState) {
+        if self.is_closed() || self.recovering[kind as usize].swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::info!(participant = %self.id, room = %self.room, ?kind, ?state, "media connection lost; waiting for an ICE restart");
+        if kind == PcKind::Subscriber && state != RTCPeerConnectionState::Connecting {
+            self.restart_ice(kind);
+        }
+        let limit = Duration::from_millis(self.shared.config.ice_failed_timeout_ms);
+        let mut state = self.states[kind as usize].subscribe();
+        let mut shutdown = self.shutdown.subscribe();
+        let weak = Arc::downgrade(self);
+        self.spawn(async move {
+            let back = tokio::select! {
+                r = tokio::time::timeout(limit, state.wait_for(|s| *s == RTCPeerConnectionState::Connected)) => {
+                    r.is_ok_and(|r| r.is_ok())
+                }
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let Some(peer) = weak.upgrade() else { return };
+            peer.recovering[kind as usize].store(false, Ordering::Release);
+            if back {
+                tracing::info!(participant = %peer.id, room = %peer.room, ?kind, "media connection restored");
+            } else {
+                peer.fail(format!(
+                    "ICE failed: {kind:?} media did not reconnect within {} ms",
+                    limit.as_millis()
+                ));
+            }
+        });
+    }
+
+    /// Restarts ICE on a connection, as the client asks (`restart_ice`) or `recover` does. The
+    /// subscriber's next offer, serialised with the others, carries new credentials. The
+    /// publisher restarts with the client's own re-offer (new credentials in it): nothing to do
+    /// here.
+    pub fn restart_ice(&self, kind: PcKind) {
+        if kind == PcKind::Subscriber && !self.is_closed() {
+            self.sub_ice_restart.store(true, Ordering::Release);
+            self.reconcile.notify_one();
         }
     }
 

@@ -10,6 +10,7 @@ use webrtc::track::track_remote::TrackRemote;
 use super::adapt::pause_task;
 use super::checks;
 use super::forward::{AudioLevelSink, UpTrack};
+use super::ice_start::wait_gathered;
 use super::peer::Peer;
 use super::speech::SpeechDetector;
 use super::{PcKind, PublishedTrack, SfuError, Source};
@@ -125,7 +126,8 @@ impl Peer {
         let max = self.shared.config.max_tracks_per_participant;
         let offer = checks::check_offer(sdp, tracks.len(), max)?.description;
         lock(&self.declared).replace(tracks);
-        if self.publisher.current_remote_description().await.is_some() {
+        let reoffer = self.publisher.current_remote_description().await.is_some();
+        if reoffer {
             let limit = Duration::from_secs(self.shared.config.connect_timeout_secs);
             if !self.publisher_ice.wait(limit).await {
                 tracing::warn!(participant = %self.id, room = %self.room, "publisher ICE has not started; applying the re-offer");
@@ -146,6 +148,13 @@ impl Peer {
             .map_err(|e| SfuError::Internal(e.to_string()))?;
         for c in early.drain(..) {
             let _ = self.publisher.add_ice_candidate(c).await;
+        }
+        if reoffer {
+            // A re-offer with new credentials restarted ICE (webrtc-rs does it in
+            // `set_remote_description`, with new local credentials): the answer must carry the
+            // new candidates, since a client drops those trickled for the old session. Instant
+            // when nothing restarted.
+            wait_gathered(&self.publisher, Duration::from_secs(2)).await;
         }
         self.start_connect_timer(PcKind::Publisher);
         let local = self.publisher.local_description().await;

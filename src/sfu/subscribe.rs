@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
+use webrtc::peer_connection::offer_answer_options::RTCOfferOptions;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
@@ -23,6 +24,7 @@ use super::adapt::DownEntry;
 use super::checks;
 use super::down::{read_down_rtcp, Bound, DownTrack};
 use super::forward::{Sink, UpTrack};
+use super::ice_start::wait_gathered;
 use super::peer::Peer;
 use super::rewrite::Rewriter;
 use super::room::{Event, TrackKey};
@@ -57,6 +59,9 @@ pub(crate) struct SubState {
     free: Vec<Slot>,
     pub early_candidates: Vec<RTCIceCandidateInit>,
 }
+
+/// How long a restart offer waits for the new host candidates (a few ms on a muxed socket).
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn key_of(up: &UpTrack) -> TrackKey {
     (up.publisher.clone(), up.mid.clone())
@@ -135,14 +140,31 @@ impl Peer {
             );
             changed = true;
         }
-        if !changed {
+        // Nothing to restart before the first answer: that negotiation starts ICE anyway.
+        let restart = self.sub_ice_restart.swap(false, Ordering::AcqRel)
+            && self.subscriber.current_remote_description().await.is_some();
+        if !changed && !restart {
             return Ok(());
         }
-        let offer = self.subscriber.create_offer(None).await.map_err(internal)?;
+        let options = restart.then(|| RTCOfferOptions {
+            ice_restart: true,
+            ..Default::default()
+        });
+        let offer = self
+            .subscriber
+            .create_offer(options)
+            .await
+            .map_err(internal)?;
         self.subscriber
             .set_local_description(offer)
             .await
             .map_err(internal)?;
+        if restart {
+            // The restart offer carries the new candidates: the client drops any trickled
+            // before it applies the offer.
+            wait_gathered(&self.subscriber, GATHER_WAIT).await;
+            tracing::info!(participant = %self.id, room = %self.room, "subscriber ICE restart offered");
+        }
         let sdp = self
             .subscriber
             .local_description()

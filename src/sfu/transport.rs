@@ -34,7 +34,7 @@ use webrtc::rtp_transceiver::rtp_codec::{
 };
 use webrtc::rtp_transceiver::RTCPFeedback;
 
-use super::udp::{LossySocket, SocketPerConnection};
+use super::udp::{LossySocket, RestartSafeMux, SocketPerConnection};
 use super::SfuError;
 use crate::config::MediaConfig;
 use crate::metrics::Metrics;
@@ -223,8 +223,8 @@ impl Transport {
                     socket,
                     metrics.clone(),
                 )));
-                let api = build_api(config, listen_ip, UDPNetwork::Muxed(mux.clone()))
-                    .map_err(|e| internal(&e))?;
+                let network = UDPNetwork::Muxed(RestartSafeMux::new(mux.clone()));
+                let api = build_api(config, listen_ip, network).map_err(|e| internal(&e))?;
                 Network::Muxed { api, mux }
             }
         };

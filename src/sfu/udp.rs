@@ -152,6 +152,94 @@ pub async fn bind_lossy(
     ))
 }
 
+/// `UDPMuxDefault` made safe for ICE restarts. A restart closes the old ufrag's muxed conn,
+/// and webrtc-ice 0.17.2 clears that conn's addresses *before* its mux forgets them
+/// (`UDPMuxConnInner::close`, then `remove_conn_by_ufrag` in a spawned task finds none), so
+/// the client's address keeps pointing at the closed conn: every check the client sends from
+/// the same port with the new ufrag is routed there and dropped, and an ICE-lite agent never
+/// sends first to fix the entry. A client that restarts without changing its socket (a
+/// blackout, not a network change) never reconnects. [`RestartSafeConn`] removes its ufrag
+/// from the mux while the addresses are still known, then closes.
+pub struct RestartSafeMux(Arc<UDPMuxDefault>);
+
+impl RestartSafeMux {
+    pub fn new(mux: Arc<UDPMuxDefault>) -> Arc<Self> {
+        Arc::new(Self(mux))
+    }
+}
+
+#[async_trait]
+impl UDPMux for RestartSafeMux {
+    async fn close(&self) -> Result<(), UtilError> {
+        self.0.close().await
+    }
+
+    async fn get_conn(
+        self: Arc<Self>,
+        ufrag: &str,
+    ) -> Result<Arc<dyn Conn + Send + Sync>, UtilError> {
+        restart_safe(&self.0, ufrag).await
+    }
+
+    async fn remove_conn_by_ufrag(&self, ufrag: &str) {
+        self.0.remove_conn_by_ufrag(ufrag).await
+    }
+}
+
+async fn restart_safe(
+    mux: &Arc<UDPMuxDefault>,
+    ufrag: &str,
+) -> Result<Arc<dyn Conn + Send + Sync>, UtilError> {
+    let inner = mux.clone().get_conn(ufrag).await?;
+    Ok(Arc::new(RestartSafeConn {
+        inner,
+        mux: Arc::downgrade(mux),
+        ufrag: ufrag.to_string(),
+    }))
+}
+
+/// One ufrag's muxed conn that unregisters its addresses before it closes (see
+/// [`RestartSafeMux`]).
+struct RestartSafeConn {
+    inner: Arc<dyn Conn + Send + Sync>,
+    mux: std::sync::Weak<UDPMuxDefault>,
+    ufrag: String,
+}
+
+#[async_trait]
+impl Conn for RestartSafeConn {
+    async fn connect(&self, addr: SocketAddr) -> webrtc::util::Result<()> {
+        self.inner.connect(addr).await
+    }
+    async fn recv(&self, buf: &mut [u8]) -> webrtc::util::Result<usize> {
+        self.inner.recv(buf).await
+    }
+    async fn recv_from(&self, buf: &mut [u8]) -> webrtc::util::Result<(usize, SocketAddr)> {
+        self.inner.recv_from(buf).await
+    }
+    async fn send(&self, buf: &[u8]) -> webrtc::util::Result<usize> {
+        self.inner.send(buf).await
+    }
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc::util::Result<usize> {
+        self.inner.send_to(buf, target).await
+    }
+    fn local_addr(&self) -> webrtc::util::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        self.inner.remote_addr()
+    }
+    async fn close(&self) -> webrtc::util::Result<()> {
+        if let Some(mux) = self.mux.upgrade() {
+            mux.remove_conn_by_ufrag(&self.ufrag).await;
+        }
+        self.inner.close().await
+    }
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
+        self
+    }
+}
+
 enum State {
     Unbound,
     Open(Arc<UDPMuxDefault>),
@@ -206,7 +294,7 @@ impl UDPMux for SocketPerConnection {
                 }
             }
         };
-        mux.get_conn(ufrag).await
+        restart_safe(&mux, ufrag).await
     }
 
     async fn remove_conn_by_ufrag(&self, _ufrag: &str) {

@@ -23,8 +23,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::protocol::{
-    Candidate, ErrorCode, LayerOut, LayersOut, PublishAnswer, PublishOffer, SignalError,
-    SpeakingOut, SubscribeAnswer, SubscribeOffer, View,
+    Candidate, ErrorCode, LayerOut, LayersOut, PublishAnswer, PublishOffer, RestartIce,
+    SignalError, SpeakingOut, SubscribeAnswer, SubscribeOffer, View,
 };
 use super::room_table::Evict;
 use super::session::{Conn, Replier};
@@ -47,6 +47,7 @@ pub(crate) enum MediaEvent {
     SubscribeAnswer(SubscribeAnswer),
     Candidate(Candidate),
     View(View),
+    RestartIce(RestartIce),
 }
 
 impl MediaEvent {
@@ -56,6 +57,7 @@ impl MediaEvent {
             MediaEvent::SubscribeAnswer(_) => "subscribe_answer",
             MediaEvent::Candidate(_) => "candidate",
             MediaEvent::View(_) => "view",
+            MediaEvent::RestartIce(_) => "restart_ice",
         }
     }
 }
@@ -235,6 +237,7 @@ async fn run(p: &Participant, socket: &SocketRef, event: MediaEvent) -> Result<(
             p.set_view(tracks);
             Ok(())
         }
+        MediaEvent::RestartIce(RestartIce { pc }) => p.restart_ice(pc),
     }
 }
 

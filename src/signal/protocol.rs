@@ -520,6 +520,13 @@ pub struct Candidate {
     pub candidate: Option<IceCandidateInit>,
 }
 
+/// `restart_ice {pc}`: the client lost a connection and asks for an ICE restart on it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartIce {
+    pub pc: PcKind,
+}
+
 /// Server local time as the tutorial prints it: `H:M:S`, unpadded (JS `getHours()` etc.).
 pub fn clock() -> String {
     chrono::Local::now().format("%-H:%-M:%-S").to_string()

@@ -380,6 +380,7 @@ impl Service for Rooms {
             "candidate" => RoomEvent::Media(MediaEvent::Candidate(object(event, args)?)),
             "view" => RoomEvent::Media(MediaEvent::View(object(event, args)?)),
             "moderate" => RoomEvent::Moderate(object(event, args)?),
+            "restart_ice" => RoomEvent::Media(MediaEvent::RestartIce(object(event, args)?)),
             _ => {
                 return Err(SignalError::new(
                     ErrorCode::UnknownEvent,

@@ -2,7 +2,8 @@
 //! at R kbit/s", "P % of the UDP packets arriving are lost", "P % of UDP sends are refused".
 //!
 //! This kernel has no netem, so caps are `tc` htb classes on `lo` selected by u32 filters on
-//! the UDP source port, and loss is nftables `numgen random` drops: on the *input* hook a drop
+//! the UDP source port, loss is nftables `numgen random` drops, and a blocked port (a network
+//! gone dark, then back) drops everything from or to it: on the *input* hook a drop
 //! is silent (real loss), on the *output* hook `sendto` fails with EPERM. Needs root, and
 //! changes the whole network namespace: run it in a namespace of its own
 //! (`unshare --net`), one shaping test per test binary. Everything installed is removed when
@@ -27,6 +28,10 @@ const UNCAPPED: &str = "10gbit";
 const UNCAPPED_BURST: &str = "1m";
 const DEV: &str = "lo";
 
+/// A blocked set of ports, to unblock them again.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Block(String);
+
 /// A capped port's class, to lift the cap again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cap(u16);
@@ -37,6 +42,8 @@ pub struct Shaper {
     htb: bool,
     next_class: u16,
     nft_table: Option<String>,
+    /// One nftables table per [`Block`], so each can be lifted alone.
+    blocks: Vec<String>,
 }
 
 impl Shaper {
@@ -112,6 +119,35 @@ impl Shaper {
         self.nft_drop("output", percent, matching)
     }
 
+    /// Silently drops every UDP packet from or to any of `ports` (input hook: the sender sees
+    /// no error), until [`Shaper::unblock`]: a participant whose network goes dark. On loopback
+    /// both directions pass the input hook, so this cuts them both.
+    pub fn block_ports(&mut self, ports: &[u16]) -> Result<Block, ShapeError> {
+        let table = format!("sfu_block_{}_{}", std::process::id(), self.blocks.len());
+        let set = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(" , ");
+        nft(&format!("add table inet {table}"))?;
+        self.blocks.push(table.clone());
+        nft(&format!(
+            "add chain inet {table} input {{ type filter hook input priority -10 ; }}"
+        ))?;
+        for dir in ["sport", "dport"] {
+            nft(&format!(
+                "add rule inet {table} input meta l4proto udp udp {dir} {{ {set} }} drop"
+            ))?;
+        }
+        Ok(Block(table))
+    }
+
+    /// Lifts a [`Shaper::block_ports`]: the ports' packets pass again.
+    pub fn unblock(&mut self, block: Block) -> Result<(), ShapeError> {
+        self.blocks.retain(|t| *t != block.0);
+        nft(&format!("delete table inet {}", block.0))
+    }
+
     fn ensure_htb(&mut self) -> Result<(), ShapeError> {
         if self.htb {
             return Ok(());
@@ -170,6 +206,9 @@ impl Drop for Shaper {
             let _ = tc(&["qdisc", "del", "dev", DEV, "root"]);
         }
         if let Some(t) = self.nft_table.take() {
+            let _ = nft(&format!("delete table inet {t}"));
+        }
+        for t in self.blocks.drain(..) {
             let _ = nft(&format!("delete table inet {t}"));
         }
     }

@@ -70,6 +70,8 @@ pub(crate) enum Outbound {
         candidate: IceCandidateInit,
     },
     View(Vec<TileView>),
+    /// Asks the server to restart ICE on a connection it offers (the subscriber).
+    RestartIce(PcKind),
 }
 
 pub(crate) enum Link {
@@ -267,6 +269,10 @@ impl Link {
                         p.set_view(tracks);
                         Ok(None)
                     }
+                    Outbound::RestartIce(pc) => p
+                        .restart_ice(pc)
+                        .map(|_| None)
+                        .map_err(|e| sfu_error(e, "restart_ice")),
                 };
                 match result {
                     Ok(Some(i)) => {
@@ -288,6 +294,7 @@ impl Link {
                         ("candidate", json!({ "pc": pc, "candidate": candidate }))
                     }
                     Outbound::View(tracks) => ("view", json!({ "tracks": tracks })),
+                    Outbound::RestartIce(pc) => ("restart_ice", json!({ "pc": pc })),
                 };
                 if let Err(e) = client.emit(event, body).await {
                     tracing::debug!(error = %e, event, "emit failed");

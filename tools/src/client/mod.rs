@@ -7,12 +7,14 @@
 //! - `media`: what is sent (synthetic packets or the VP8/Opus fixtures), paced.
 //! - `codec`: VP8 keyframe detection, payload fingerprints.
 //! - `loss`: test-only inbound packet loss placed before the NACK generator.
+//! - `restart`: ICE restart of a connection that went down, as the web client does it.
 
 pub mod codec;
 mod link;
 pub mod loss;
 pub mod media;
 mod record;
+mod restart;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -251,6 +253,18 @@ impl HeadlessPeer {
         // A re-offer applied before the first negotiation's ICE start ran never connects
         // (see `sfu::ice_start`): `drive` waits for it.
         let ice_started = IceStart::watch(&subscriber);
+        // Connection states reach the driver, which restarts ICE on a lost connection.
+        let (state_tx, states) = mpsc::unbounded_channel();
+        for (kind, pc) in [
+            (PcKind::Publisher, &publisher),
+            (PcKind::Subscriber, &subscriber),
+        ] {
+            let tx = state_tx.clone();
+            pc.on_peer_connection_state_change(Box::new(move |s| {
+                let _ = tx.send((kind, s));
+                Box::pin(async {})
+            }));
+        }
         let (track_tx, mut track_rx) = mpsc::unbounded_channel();
         subscriber.on_track(Box::new(move |track, _receiver, transceiver| {
             let mid = transceiver.mid().map(|m| m.to_string()).unwrap_or_default();
@@ -358,11 +372,12 @@ impl HeadlessPeer {
             .collect();
         tasks.push(tokio::spawn(drive(
             link.clone(),
-            inbound,
+            Signals { inbound, states },
             publisher.clone(),
             subscriber.clone(),
             ice_started,
             shared.clone(),
+            declared,
         )));
         if let Some(offer) = publish_offer {
             link.send(offer).await;
@@ -393,6 +408,38 @@ impl HeadlessPeer {
             .await?;
         let ip = pair.remote.address.parse().ok()?;
         Some(std::net::SocketAddr::new(ip, pair.remote.port))
+    }
+
+    /// The local UDP ports of this peer's connected media (the selected pairs' local ends): what
+    /// a firewall rule names to cut this participant's media off.
+    pub async fn media_ports(&self) -> Vec<u16> {
+        let mut ports = Vec::new();
+        for pc in [&self.publisher, &self.subscriber] {
+            let dtls = pc.sctp().transport();
+            if let Some(pair) = dtls.ice_transport().get_selected_candidate_pair().await {
+                ports.push(pair.local.port);
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// The server's ICE ufrag on the (publisher, subscriber) connection, from the server's
+    /// latest description: it changes with every ICE restart.
+    pub async fn server_ufrags(&self) -> (String, String) {
+        let ufrag = |sdp: Option<RTCSessionDescription>| {
+            sdp.and_then(|d| {
+                d.sdp
+                    .lines()
+                    .find_map(|l| l.strip_prefix("a=ice-ufrag:").map(str::to_string))
+            })
+            .unwrap_or_default()
+        };
+        (
+            ufrag(self.publisher.current_remote_description().await),
+            ufrag(self.subscriber.current_remote_description().await),
+        )
     }
 
     /// Sends on this peer's media sockets that failed and were counted as lost packets.
@@ -583,21 +630,54 @@ async fn new_pc(
     Ok(api.new_peer_connection(RTCConfiguration::default()).await?)
 }
 
-/// Applies the server's messages one at a time: negotiation on each connection is serial.
+/// What the driver reacts to: the server's messages and the connections' states.
+struct Signals {
+    inbound: mpsc::UnboundedReceiver<Inbound>,
+    states: mpsc::UnboundedReceiver<(PcKind, RTCPeerConnectionState)>,
+}
+
+/// Applies the server's messages one at a time, and restarts ICE on a lost connection between
+/// them: negotiation on each connection is serial.
 async fn drive(
     link: Arc<Link>,
-    mut inbound: mpsc::UnboundedReceiver<Inbound>,
+    signals: Signals,
     publisher: Arc<RTCPeerConnection>,
     subscriber: Arc<RTCPeerConnection>,
     subscriber_ice: IceStart,
     shared: Arc<Shared>,
+    declared: Vec<PublishedTrack>,
 ) {
+    let Signals {
+        mut inbound,
+        mut states,
+    } = signals;
     let mut early: HashMap<PcKind, Vec<RTCIceCandidateInit>> = HashMap::new();
+    let mut recovery = restart::Recovery::default();
     let pc_of = |k: PcKind| match k {
         PcKind::Publisher => &publisher,
         PcKind::Subscriber => &subscriber,
     };
-    while let Some(msg) = inbound.recv().await {
+    loop {
+        let due = recovery.next_due().map(tokio::time::Instant::from_std);
+        let msg = tokio::select! {
+            msg = inbound.recv() => match msg {
+                Some(msg) => msg,
+                None => break,
+            },
+            Some((kind, state)) = states.recv() => {
+                if recovery.on_state(kind, state, Instant::now()) {
+                    tracing::debug!(?kind, ?state, "connection lost; restarting ICE");
+                    restart::restart(kind, &publisher, &declared, &link).await;
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                for kind in recovery.take_due(Instant::now()) {
+                    restart::restart(kind, &publisher, &declared, &link).await;
+                }
+                continue;
+            }
+        };
         match msg {
             Inbound::PublishAnswer(sdp) => {
                 let applied = match RTCSessionDescription::answer(sdp) {
