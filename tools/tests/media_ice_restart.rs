@@ -145,6 +145,13 @@ async fn participant_whose_udp_goes_dark_for_8_s_gets_media_again_as_the_same_pa
     // synchronisation.
     tokio::time::sleep_until(blocked_at + BLACKOUT).await;
     let (alice_had, bob_had) = (from(alice, bob), from(bob, alice));
+    // In the dark too, nothing was torn down or added (tasks: a recovery timer per connection).
+    let no_tasks = |g: Vec<(String, i64)>| {
+        g.into_iter()
+            .filter(|(n, _)| n != "tasks")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(no_tasks(media_gauges(&metrics)), no_tasks(before.clone()));
     eprintln!(
         "received (alice from bob, bob from alice): at block {at_block:?}, at unblock {:?}",
         (alice_had, bob_had)
