@@ -48,6 +48,11 @@ function unblock() {
   }
 }
 
+/** The server's ICE ufrag on Bob's [publisher, subscriber] connections: new after a restart. */
+const serverUfrags = (page) =>
+  page.evaluate(() =>
+    [window.sfuLite.publisher, window.sfuLite.subscriber].map((p) => /a=ice-ufrag:(\S+)/.exec(p.pc.remoteDescription?.sdp ?? '')?.[1]),
+  );
 const frames = async (page, id) => (await inbound(page))[`${id}/camera`]?.framesDecoded ?? 0;
 const states = (page) =>
   page.evaluate(() => [window.sfuLite.publisher?.pc.connectionState, window.sfuLite.subscriber?.pc.connectionState]);
@@ -75,6 +80,7 @@ test('a page whose UDP goes dark for 8 s decodes again without rejoining', async
   const before = await gauges(server.url);
   assert.equal(before.peer_connections, 4);
 
+  const ufragsBefore = await serverUfrags(bob);
   blockAllUdpBut(await localPorts(ada));
   const blockedAt = Date.now();
   // The cut is real: Bob's page notices it.
@@ -95,6 +101,10 @@ test('a page whose UDP goes dark for 8 s decodes again without rejoining', async
   const fromBob = Date.now() - unblockedAt;
   console.log(`unblock -> frames decoded: on Bob's page ${toBob} ms, of Bob's camera on Ada's page ${fromBob} ms`);
 
+  // Back through ICE restarts on both connections, not by the old pairs healing.
+  const ufragsAfter = await serverUfrags(bob);
+  assert.notEqual(ufragsAfter[0], ufragsBefore[0], 'publisher ICE restarted');
+  assert.notEqual(ufragsAfter[1], ufragsBefore[1], 'subscriber ICE restarted');
   // The same participant: same id, one tile each, the server's connections as before.
   assert.equal(await bob.evaluate(() => window.sfuLite.id), bobId);
   assert.equal(await ada.$$eval(`#grid .tile[data-id="${bobId}"]`, (t) => t.length), 1);
