@@ -223,6 +223,16 @@ async fn participant_whose_udp_stays_dark_is_removed_after_ice_failed_timeout() 
     }
     wait_for_media_between(&peers, 20, 20).await;
     let bob = &peers[1];
+    // `restart_ice` is strict about its payload, and harmless on a connection never negotiated.
+    let refused = obs.ack("restart_ice", json!({ "pc": "sideways" })).await;
+    assert!(refused.to_string().contains("bad_request"), "{refused}");
+    let (name, err) = room_event(&mut obs).await;
+    assert!(
+        name == "error" && err[0]["code"] == "bad_request",
+        "{name} {err:?}"
+    );
+    let ok = obs.ack("restart_ice", json!({ "pc": "subscriber" })).await;
+    assert!(!ok.to_string().contains("error"), "{ok}");
 
     let mut shaper = Shaper::new();
     let _dark = shaper
