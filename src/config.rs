@@ -242,6 +242,8 @@ pub struct MediaConfig {
     pub ice_servers: Vec<IceServer>,
     pub connect_timeout_secs: u64,
     pub ice_disconnected_timeout_ms: u64,
+    /// How long a connection that went down may take to come back (ICE restarts) before its
+    /// participant is removed.
     pub ice_failed_timeout_ms: u64,
     pub max_tracks_per_participant: usize,
     pub subscriber_queue_packets: usize,

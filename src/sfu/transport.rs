@@ -293,8 +293,9 @@ fn settings(config: &MediaConfig, listen_ip: IpAddr) -> SettingEngine {
     settings.set_lite(true);
     // The server never needs mDNS: it announces IP candidates only.
     settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
-    // How soon a participant whose media went silent is noticed (Disconnected) and then
-    // removed (Failed); keepalives stay at webrtc-rs's default.
+    // How soon a participant whose media went silent is noticed (Disconnected), which starts
+    // ICE restarts and the removal timer (`Peer::recover`, `ice_failed_timeout_ms`); the
+    // agent's own Failed comes no sooner than that timer. Keepalives stay at webrtc-rs's default.
     settings.set_ice_timeouts(
         Some(Duration::from_millis(config.ice_disconnected_timeout_ms)),
         Some(Duration::from_millis(config.ice_failed_timeout_ms)),

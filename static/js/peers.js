@@ -103,11 +103,25 @@ export class Publisher extends Peer {
 
   /** Offers and announces which mid carries which source; the answer comes as an event. */
   publish() {
+    return this.queue.run(() => this.#offer());
+  }
+
+  /**
+   * ICE restart: a re-offer with new credentials, same tracks (docs/protocol.md, `restart_ice`).
+   * While an offer waits for its answer the caller's next retry does it.
+   */
+  restartIce() {
     return this.queue.run(async () => {
-      await this.pc.setLocalDescription(await this.pc.createOffer());
-      const tracks = [...this.transceivers].map(([source, t]) => ({ mid: t.mid, source }));
-      this.socket.emit('publish_offer', { sdp: this.pc.localDescription.sdp, tracks });
+      if (this.pc.signalingState !== 'stable') return;
+      this.pc.restartIce();
+      await this.#offer();
     });
+  }
+
+  async #offer() {
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    const tracks = [...this.transceivers].map(([source, t]) => ({ mid: t.mid, source }));
+    this.socket.emit('publish_offer', { sdp: this.pc.localDescription.sdp, tracks });
   }
 
   applyAnswer(sdp) {
@@ -141,6 +155,12 @@ export class Subscriber extends Peer {
     super('subscriber', socket, iceServers, log);
     this.onTrack = onTrack;
     this.onTrackGone = onTrackGone;
+  }
+
+  /** ICE restart: the server offers this connection, so it is asked for a restart offer. */
+  restartIce() {
+    this.socket.emit('restart_ice', { pc: 'subscriber' });
+    return Promise.resolve();
   }
 
   /** Applies a server offer, answers it, then maps mids to participants. */

@@ -1,6 +1,8 @@
 // One meeting session: the `/rooms` Socket.IO connection, the join, the two PeerConnections,
-// and recovery. When the socket drops, or ICE fails on either connection, the session leaves
-// nothing behind and joins again (the server gives a new id; others see a leave and a join).
+// and recovery. A media connection that goes down (or a network change) restarts ICE and keeps
+// the membership: same id, tiles and chat. When the socket drops, or the server gives up on our
+// media, the session leaves nothing behind and joins again (a new id; others see a leave and a
+// join).
 
 import { io } from '../vendor/socket.io.esm.min.js';
 import { Publisher, Subscriber } from './peers.js';
@@ -8,7 +10,9 @@ import { ViewReporter } from './simulcast.js';
 import { sleep } from './util.js';
 
 const JOIN_TIMEOUT_MS = 10_000;
-const ICE_GRACE_MS = 5_000; // "disconnected" often heals by itself; "failed" never does
+// A connection still down restarts ICE again this often: a restart made while the network is
+// dark checks nothing once it is back (agents give up on unanswered pairs).
+const ICE_RETRY_MS = 2_000;
 const MEDIA_CONNECT_MS = 20_000;
 
 /**
@@ -48,6 +52,10 @@ export class Session extends EventTarget {
     this.#wire();
     this.#unhook = new AbortController();
     media.addEventListener('change', () => this.#mediaChanged(), { signal: this.#unhook.signal });
+    // A new network (Wi-Fi to mobile, a VPN coming up): the old candidate pairs may be dead.
+    const networkChanged = () => this.#networkChanged();
+    window.addEventListener('online', networkChanged, { signal: this.#unhook.signal });
+    navigator.connection?.addEventListener?.('change', networkChanged, { signal: this.#unhook.signal });
   }
 
   start() {
@@ -202,21 +210,36 @@ export class Session extends EventTarget {
   #watchIce(peer, generation) {
     if (generation !== this.#generation) return;
     const state = peer.pc.connectionState;
-    clearTimeout(this.#iceTimers.get(peer.name));
     if (state === 'connected') {
+      clearTimeout(this.#iceTimers.get(peer.name));
+      this.#iceTimers.delete(peer.name);
       this.#restarts = 0;
       if (this.publisher?.pc.connectionState === 'connected' && this.subscriber?.pc.connectionState !== 'failed') {
         this.#status('connected', '');
       }
-    } else if (state === 'disconnected') {
-      this.#status('reconnecting', 'Media connection interrupted…');
-      this.#iceTimers.set(peer.name, setTimeout(() => {
-        if (generation === this.#generation && peer.pc.connectionState !== 'connected') {
-          this.#restart('Media connection lost. Reconnecting…');
-        }
-      }, ICE_GRACE_MS));
-    } else if (state === 'failed') {
-      this.#restart('Media connection failed. Reconnecting…');
+    } else if ((state === 'disconnected' || state === 'failed') && !this.#iceTimers.has(peer.name)) {
+      // The server keeps us for media.ice_failed_timeout_ms meanwhile, then says `media_error`.
+      this.#status('reconnecting', 'Media connection interrupted. Reconnecting…');
+      this.#restartIce(peer, generation, true);
+    }
+  }
+
+  /** Restarts ICE on `peer` now (`force`) or if it is still not connected, then every ICE_RETRY_MS. */
+  #restartIce(peer, generation, force) {
+    if (generation !== this.#generation) return;
+    if (!force && peer.pc.connectionState === 'connected') {
+      this.#iceTimers.delete(peer.name);
+      return;
+    }
+    peer.restartIce().catch((err) => this.log(`${peer.name}: ICE restart: ${err.message}`));
+    clearTimeout(this.#iceTimers.get(peer.name));
+    this.#iceTimers.set(peer.name, setTimeout(() => this.#restartIce(peer, generation, false), ICE_RETRY_MS));
+  }
+
+  #networkChanged() {
+    if (!this.id) return;
+    for (const peer of [this.publisher, this.subscriber]) {
+      if (peer?.pc.remoteDescription) this.#restartIce(peer, this.#generation, true);
     }
   }
 

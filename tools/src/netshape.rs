@@ -123,7 +123,10 @@ impl Shaper {
     /// no error), until [`Shaper::unblock`]: a participant whose network goes dark. On loopback
     /// both directions pass the input hook, so this cuts them both.
     pub fn block_ports(&mut self, ports: &[u16]) -> Result<Block, ShapeError> {
-        let table = format!("sfu_block_{}_{}", std::process::id(), self.blocks.len());
+        // Unique in the namespace: tests of one binary may block ports at the same time.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let table = format!("sfu_block_{}_{n}", std::process::id());
         let set = ports
             .iter()
             .map(u16::to_string)

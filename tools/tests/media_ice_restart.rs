@@ -145,6 +145,13 @@ async fn participant_whose_udp_goes_dark_for_8_s_gets_media_again_as_the_same_pa
     // synchronisation.
     tokio::time::sleep_until(blocked_at + BLACKOUT).await;
     let (alice_had, bob_had) = (from(alice, bob), from(bob, alice));
+    // In the dark too, nothing was torn down or added (tasks: a recovery timer per connection).
+    let no_tasks = |g: Vec<(String, i64)>| {
+        g.into_iter()
+            .filter(|(n, _)| n != "tasks")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(no_tasks(media_gauges(&metrics)), no_tasks(before.clone()));
     eprintln!(
         "received (alice from bob, bob from alice): at block {at_block:?}, at unblock {:?}",
         (alice_had, bob_had)
@@ -216,6 +223,16 @@ async fn participant_whose_udp_stays_dark_is_removed_after_ice_failed_timeout() 
     }
     wait_for_media_between(&peers, 20, 20).await;
     let bob = &peers[1];
+    // `restart_ice` is strict about its payload, and harmless on a connection never negotiated.
+    let refused = obs.ack("restart_ice", json!({ "pc": "sideways" })).await;
+    assert!(refused.to_string().contains("bad_request"), "{refused}");
+    let (name, err) = room_event(&mut obs).await;
+    assert!(
+        name == "error" && err[0]["code"] == "bad_request",
+        "{name} {err:?}"
+    );
+    let ok = obs.ack("restart_ice", json!({ "pc": "subscriber" })).await;
+    assert!(!ok.to_string().contains("error"), "{ok}");
 
     let mut shaper = Shaper::new();
     let _dark = shaper
