@@ -4,7 +4,7 @@
 // publisher (its encoding goes inactive) and back on when someone needs it again; a page whose
 // downlink is capped keeps decoding on a lower layer.
 
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './lib/server.mjs';
 import { launchChromium, launchFirefox, newPage, waitFor, inbound, ownId, roomUrl, subscriberPort, waitForIdleServer } from './lib/browser.mjs';
@@ -46,11 +46,24 @@ function encodingsActive(page) {
   });
 }
 
+/** Pages opened by the running test; closed after it whatever happens, so one failure stays one. */
+const open = new Set();
+afterEach(async () => {
+  for (const p of open) await p.close().catch(() => {});
+  open.clear();
+});
+
+async function openPage(viewport) {
+  const p = await newPage(chromium, viewport);
+  open.add(p);
+  return p;
+}
+
 async function viewer(room, name, viewport) {
-  const page = await newPage(chromium, viewport);
-  await page.goto(roomUrl(server.url, room, name, VIEW_ONLY));
-  await ownId(page);
-  return page;
+  const p = await openPage(viewport);
+  await p.goto(roomUrl(server.url, room, name, VIEW_ONLY));
+  await ownId(p);
+  return p;
 }
 
 /** Pins `id`'s tile on the stage, so it is drawn as large as the window allows. */
@@ -61,7 +74,7 @@ async function pin(page, id) {
 
 test('a large tile gets the top layer, a thumbnail the lowest, and unneeded layers pause', async () => {
   const room = 'simulcast-chromium';
-  const pub = await newPage(chromium, { width: 480, height: 360 });
+  const pub = await openPage({ width: 480, height: 360 });
   await pub.goto(roomUrl(server.url, room, 'Publisher', PUBLISH));
   const pubId = await ownId(pub);
   const small = await viewer(room, 'Small', { width: 400, height: 300 });
@@ -100,14 +113,14 @@ test('a large tile gets the top layer, a thumbnail the lowest, and unneeded laye
 
 test('a hidden tile gets no video, and gets it back when shown again', async () => {
   const room = 'simulcast-hidden';
-  const pub = await newPage(chromium, { width: 480, height: 360 });
+  const pub = await openPage({ width: 480, height: 360 });
   await pub.goto(roomUrl(server.url, room, 'Publisher', PUBLISH));
   const pubId = await ownId(pub);
-  const page = await viewer(room, 'Viewer', { width: 640, height: 480 });
-  await decodedWidth(page, pubId, (w) => w > 0, 'video on the visible tile');
-  const frames = async () => (await inbound(page))[`${pubId}/camera`]?.framesDecoded ?? 0;
+  const seer = await viewer(room, 'Viewer', { width: 640, height: 480 });
+  await decodedWidth(seer, pubId, (w) => w > 0, 'video on the visible tile');
+  const frames = async () => (await inbound(seer))[`${pubId}/camera`]?.framesDecoded ?? 0;
   // Hide the tile (as a collapsed grid or a tab in the background would).
-  await page.evaluate((id) => {
+  await seer.evaluate((id) => {
     document.querySelector(`#grid .tile[data-id="${id}"] video`).style.display = 'none';
   }, pubId);
   // Frames stop: two reads far enough apart show no progress once the server has stopped.
@@ -121,12 +134,12 @@ test('a hidden tile gets no video, and gets it back when shown again', async () 
     const a = await encodingsActive(pub);
     return a && Object.values(a).every((on) => !on) && a;
   }, { what: 'all layers paused at the publisher' });
-  await page.evaluate((id) => {
+  await seer.evaluate((id) => {
     document.querySelector(`#grid .tile[data-id="${id}"] video`).style.display = '';
   }, pubId);
   const stopped = await frames();
   await waitFor(async () => (await frames()) > stopped + 10, { what: 'frames again on the shown tile' });
-  for (const p of [pub, page]) await p.close();
+  for (const p of [pub, seer]) await p.close();
   await waitForIdleServer(server.url);
 });
 
@@ -156,25 +169,25 @@ test('a Chromium subscriber whose downlink is capped at 400 kbit/s keeps decodin
   const room = 'simulcast-capped';
   const shape = new NetShape();
   try {
-    const pub = await newPage(chromium, { width: 480, height: 360 });
+    const pub = await openPage({ width: 480, height: 360 });
     await pub.goto(roomUrl(server.url, room, 'Publisher', PUBLISH));
     const pubId = await ownId(pub);
-    const page = await viewer(room, 'Capped', { width: 1400, height: 900 });
-    await pin(page, pubId);
-    await decodedWidth(page, pubId, (w) => w >= 1200, 'the top layer before the cap');
-    await shape.capToPort(await subscriberPort(page), 400);
-    const layerOf = () => page.evaluate(() => [...(window.sfuLite.session?.layers.values() ?? [])][0]);
+    const capped = await viewer(room, 'Capped', { width: 1400, height: 900 });
+    await pin(capped, pubId);
+    await decodedWidth(capped, pubId, (w) => w >= 1200, 'the top layer before the cap');
+    await shape.capToPort(await subscriberPort(capped), 400);
+    const layerOf = () => capped.evaluate(() => [...(window.sfuLite.session?.layers.values() ?? [])][0]);
     // The browser's REMB tells the server the link is short: a lower layer follows.
     await waitFor(async () => ['q', 'h'].includes(await layerOf()), { timeout: 30_000, what: 'a lower layer on the capped link' });
-    const start = (await inbound(page))[`${pubId}/camera`];
+    const start = (await inbound(capped))[`${pubId}/camera`];
     // Ten more seconds of pictures: decoding goes on, and freezes stay rare.
     await waitFor(async () => {
-      const v = (await inbound(page))[`${pubId}/camera`];
+      const v = (await inbound(capped))[`${pubId}/camera`];
       return v.framesDecoded >= start.framesDecoded + 100 && v;
     }, { timeout: 30_000, what: '100 more frames decoded on the capped link' });
-    const end = (await inbound(page))[`${pubId}/camera`];
+    const end = (await inbound(capped))[`${pubId}/camera`];
     assert.ok(end.freezeCount - start.freezeCount <= 2, `freezes on the capped link: ${end.freezeCount - start.freezeCount}`);
-    for (const p of [pub, page]) await p.close();
+    for (const p of [pub, capped]) await p.close();
   } finally {
     await shape.close();
   }
