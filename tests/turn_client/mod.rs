@@ -86,6 +86,15 @@ impl TurnTcp {
         }
     }
 
+    /// Whether the server has closed the connection (reads EOF or an error within the wait).
+    pub async fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(WAIT, self.stream.read(&mut byte)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+
     /// Sends one request (authenticated once credentials are known) and reads its answer.
     async fn request(
         &mut self,
