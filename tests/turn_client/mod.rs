@@ -1,6 +1,7 @@
 //! A small raw TURN-over-TCP client (RFC 5766) for the relay tests: Allocate with long-term
 //! credentials, CreatePermission, and the error code of any refusal. Real bytes on a real
-//! socket, against the embedded relay or coturn.
+//! socket, against the embedded relay or coturn. Each test file uses part of it.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
