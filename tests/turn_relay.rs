@@ -106,3 +106,19 @@ async fn relay_is_off_by_default_and_the_ack_names_no_relay() {
     client.disconnect().await;
     stop(server).await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_relay_connections() {
+    let server = server_with(|c| c.turn.embedded = true).await;
+    let http = server.local_addr;
+    let client = Client::rooms(&server).await;
+    let ack = client.join("relay", "Ada").await;
+    let (username, password) = relay_entry(&ack, http);
+    let mut turn = TurnTcp::connect(http).await;
+    turn.allocate(&username, &password)
+        .await
+        .expect("allocates");
+    // `stop` also waits for every gauge, `relay_connections` included, to return to zero.
+    stop(server).await;
+    assert!(turn.is_closed().await, "the relay closed its end");
+}

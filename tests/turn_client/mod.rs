@@ -1,6 +1,7 @@
 //! A small raw TURN-over-TCP client (RFC 5766) for the relay tests: Allocate with long-term
 //! credentials, CreatePermission, and the error code of any refusal. Real bytes on a real
-//! socket, against the embedded relay or coturn.
+//! socket, against the embedded relay or coturn. Each test file uses part of it.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -84,6 +85,15 @@ impl TurnTcp {
             Some(code) => Err(Refused(code)),
             None => Ok(()),
         }
+    }
+
+    /// Whether the server has closed the connection (reads EOF or an error within the wait).
+    pub async fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(WAIT, self.stream.read(&mut byte)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
     }
 
     /// Sends one request (authenticated once credentials are known) and reads its answer.

@@ -249,6 +249,24 @@ mod tests {
         assert_eq!(f.target, "127.0.0.1:4000".parse::<SocketAddr>().unwrap());
     }
 
+    proptest::proptest! {
+        /// Client bytes, however malformed, never panic the filter or the classifier.
+        #[test]
+        fn client_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+                                    cookie in proptest::bool::ANY) {
+            let mut frame = bytes;
+            if cookie && frame.len() >= 20 {
+                frame[0] = 0;
+                frame[1] = 0x08; // CreatePermission request
+                frame[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
+            }
+            let f = PeerFilter::new("127.0.0.1:4000".parse().unwrap(), &[]);
+            let _ = f.check_request(&frame);
+            let _ = super::super::classify(&frame);
+            let _ = xor_address(&frame, &[0; 12]);
+        }
+    }
+
     #[test]
     fn xor_peer_address_decodes_ipv4() {
         // 127.0.0.1:4000 XOR the cookie.
