@@ -183,7 +183,7 @@ function onStatus({ state, text }) {
     const failure = session?.failure;
     if (wantsPassword(failure)) {
       showGoodbye('This room is protected', failure.code === 'password_required' ? '' : text);
-      askPassword($('goodbye'), failure, (given) => {
+      askPassword($('goodbye').querySelector('section'), failure, (given) => {
         password = given;
         enterRoom(session.room, session.name);
       });
