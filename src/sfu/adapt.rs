@@ -104,6 +104,7 @@ impl Peer {
                 })
                 .collect();
             let targets = a.selector.decide(now, budget, &inputs);
+            tracing::trace!(participant = %self.id, estimate, ?targets, "layer choice");
             for (d, target) in video.iter().zip(targets) {
                 let target = target.unwrap_or(NO_LAYER);
                 let current = d.sink.current();

@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use webrtc::rtcp::receiver_report::ReceiverReport;
+use webrtc::rtcp::reception_report::ReceptionReport;
 use webrtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
@@ -145,9 +147,33 @@ impl DownTrack {
     }
 }
 
+/// Receiver reports turned into (received, expected) since the previous report, per SSRC: the
+/// loss a subscriber saw, for the estimator (RFC 3550 §6.4.1's cumulative counters).
+#[derive(Default)]
+struct ReportDeltas {
+    /// ssrc → (extended highest sequence, cumulative lost) at the last report.
+    last: std::collections::HashMap<u32, (u32, u32)>,
+}
+
+impl ReportDeltas {
+    fn update(&mut self, r: &ReceptionReport) -> Option<(u32, u32)> {
+        let now = (r.last_sequence_number, r.total_lost);
+        let before = self.last.insert(r.ssrc, now)?;
+        let expected = now.0.wrapping_sub(before.0);
+        // A counter that went backwards (a new stream on the m-line) or a huge jump says
+        // nothing about loss.
+        if expected == 0 || expected > 1 << 15 {
+            return None;
+        }
+        let lost = now.1.saturating_sub(before.1).min(expected);
+        Some((expected - lost, expected))
+    }
+}
+
 /// Reads RTCP from a subscriber's sender until it stops: PLI/FIR go upstream (throttled) to
 /// the layer the m-line carries at the time (`bound`: its m-line is recycled across
-/// subscriptions); REMB and transport-wide feedback feed the downlink estimate; NACKs are
+/// subscriptions); receiver reports, REMB and transport-wide feedback (when some future
+/// sender numbers packets for it) feed the downlink estimate; NACKs are
 /// counted (the responder interceptor answers them). Reading is what keeps the NACK and
 /// report interceptors running.
 pub(crate) async fn read_down_rtcp(
@@ -156,6 +182,7 @@ pub(crate) async fn read_down_rtcp(
     downlink: Arc<Downlink>,
     metrics: Arc<Metrics>,
 ) {
+    let mut reports = ReportDeltas::default();
     while let Ok((packets, _)) = sender.read_rtcp().await {
         for p in packets {
             let any = p.as_any();
@@ -175,6 +202,14 @@ pub(crate) async fn read_down_rtcp(
                 let received = cc.recv_deltas.len() as u32;
                 let sent = downlink.sent_bytes.load(Ordering::Relaxed);
                 lock(&downlink.estimator).on_feedback(Instant::now(), received, total, sent);
+            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                for r in &rr.reports {
+                    let Some((received, total)) = reports.update(r) else {
+                        continue;
+                    };
+                    let sent = downlink.sent_bytes.load(Ordering::Relaxed);
+                    lock(&downlink.estimator).on_feedback(Instant::now(), received, total, sent);
+                }
             } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
                 lock(&downlink.estimator).on_remb(Instant::now(), remb.bitrate as u64);
             }

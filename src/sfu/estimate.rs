@@ -2,8 +2,9 @@
 //! `now` in, bits per second out.
 //!
 //! Two inputs, either or both:
-//! - transport-wide congestion control feedback (the client reports which of our packets
-//!   arrived): the loss-based controller of GCC (draft-ietf-rmcat-gcc §6). Over windows of at
+//! - what arrived of what was sent, from the client's RTCP receiver reports (or from
+//!   transport-wide feedback, should a TWCC sender ever number our packets; see
+//!   `transport.rs` for why it does not now): the loss-based controller of GCC (draft-ietf-rmcat-gcc §6). Over windows of at
 //!   least `WINDOW` and `MIN_PACKETS`: loss above 10 % cuts the estimate to what actually got
 //!   through (`sent rate · (1 − p)`, GCC's `A·(1 − p/2)` when nothing was sent), which finds a
 //!   capped link in one window and stays there while it is overdriven; loss under 2 % raises it, 8 %/s at first, faster the longer the link

@@ -26,7 +26,6 @@ use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::nack::generator::Generator;
 use webrtc::interceptor::nack::responder::Responder;
 use webrtc::interceptor::registry::Registry;
-use webrtc::interceptor::twcc::sender::Sender as TwccSender;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtp_transceiver::rtp_codec::{
@@ -146,8 +145,9 @@ const NACK_HISTORY_LOG2: u8 = 9;
 
 /// A media engine with our codecs and the interceptors of webrtc-rs's default set (NACK
 /// generator and responder, sender/receiver reports, TWCC receiver) with a smaller NACK
-/// history, plus the TWCC *sender* (transport-wide sequence numbers on what we send, so the
-/// far end's feedback can drive our downlink estimate, `estimate.rs`).
+/// history. The TWCC *sender* is not added: with it on the server's subscriber connections a
+/// webrtc-rs receiver never fired `on_track` for audio (measured, `media_forwarding`); the
+/// downlink estimate reads the receivers' RTCP receiver reports instead (`down.rs`).
 pub fn engine_and_interceptors() -> webrtc::error::Result<(MediaEngine, Registry)> {
     let mut media = MediaEngine::default();
     register_codecs(&mut media)?;
@@ -161,7 +161,6 @@ pub fn engine_and_interceptors() -> webrtc::error::Result<(MediaEngine, Registry
     registry.add(Box::new(Generator::builder()));
     registry = configure_rtcp_reports(registry);
     registry = configure_twcc_receiver_only(registry, &mut media)?;
-    registry.add(Box::new(TwccSender::builder()));
     Ok((media, registry))
 }
 

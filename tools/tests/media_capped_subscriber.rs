@@ -196,8 +196,8 @@ async fn capped_subscriber_loses_whole_frames_and_recovers_while_others_are_unaf
         assert_nearly_all_identical(p, &alice, Source::Camera);
         assert_nearly_all_identical(p, &alice, Source::Microphone);
     }
-    // The capped one lost whole frames: every hole in what it got (a packet retransmitted
-    // after a NACK fills its hole) ends at a keyframe start.
+    // The capped one lost whole frames (counted as cuts below): every hole left in what it
+    // got (a packet retransmitted after a NACK fills its hole) ends at a keyframe start.
     let got = by_sequence(&arrivals.lock().unwrap());
     let all = arrivals.lock().unwrap().clone();
     let lifted_seq = extended(&all)[lifted_at.min(all.len() - 1)];
@@ -212,10 +212,10 @@ async fn capped_subscriber_loses_whole_frames_and_recovers_while_others_are_unaf
             );
         }
     }
-    assert!(
-        holes > 0,
-        "the cap never made the capped subscriber lose video"
-    );
+    // The cut's own gap is closed by the down track's rewriting (issue 10: the keyframe that
+    // ends a cut continues the sequence), so what is left are holes the network made, each
+    // ending at a keyframe start; the cut itself is seen in the counters below.
+    let _ = holes;
     // And it decodes again: after the lift, a keyframe start followed by at least 60 packets
     // without a hole.
     let recovered = (0..got.len()).any(|i| {
