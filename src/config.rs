@@ -702,6 +702,54 @@ mod tests {
     }
 
     #[test]
+    fn rooms_load_from_tables_and_a_directory_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let rooms = dir.path().join("rooms");
+        std::fs::create_dir(&rooms).unwrap();
+        std::fs::write(rooms.join("board.toml"), "access = \"invite\"\n").unwrap();
+        let path = dir.path().join("c.toml");
+        let text = format!(
+            "[auth]\nrooms_dir = {:?}\n[rooms.\"hall\"]\npublish = \"presenters\"\n",
+            rooms.display().to_string()
+        );
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        let access = crate::access::Access::new(&c).unwrap();
+        let rules = access.rules();
+        assert_eq!(
+            rules.policies.get("board").access,
+            crate::access::policy::Entry::Invite
+        );
+        assert_eq!(
+            rules.policies.get("hall").publish,
+            crate::access::policy::Publishers::Presenters
+        );
+        assert_eq!(
+            rules.policies.get("other"),
+            &crate::access::RoomPolicy::default()
+        );
+        std::fs::write(&path, "[rooms.\"hall\"]\npassword = \"plain text\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("auth") && err.contains("hall"), "{err}");
+        let err = Config::load(None, env(&[("SFU_LITE_AUTH_DEFAULT_ROOM", "closed")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth"), "{err}");
+    }
+
+    #[test]
+    fn the_production_sample_needs_tokens_for_undeclared_rooms() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/production.toml");
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.auth.default_room, crate::access::policy::Entry::Invite);
+        assert_eq!(
+            Config::embedded().auth.default_room,
+            crate::access::policy::Entry::Open
+        );
+        assert!(Config::embedded().auth.admin_key.is_empty());
+    }
+
+    #[test]
     fn bad_field_is_named() {
         let err = Config::load(None, env(&[("SFU_LITE_SIGNALING_MAX_ROOMS", "\"many\"")]))
             .unwrap_err()
