@@ -6,9 +6,9 @@
 //!    smallest layer at least as wide and as tall as the tile; the top one if none is). A
 //!    track the page never reported is treated as a large visible tile.
 //! 2. The downlink estimate is shared by all of the subscriber's subscriptions, in priority
-//!    order (screen share, then the active speaker, then the rest): first every tile gets the
-//!    lowest layer while the budget lasts (the first one always does), then each, in that
-//!    order, is raised as far as the rest of the budget and its tile allow.
+//!    order (screen share, then the active speaker, then the rest): first every visible tile
+//!    gets the lowest layer (even over budget: a plain track has no other), then each, in
+//!    that order, is raised as far as the rest of the budget and its tile allow.
 //! 3. Hysteresis: a layer above the one already chosen is taken only after the budget has
 //!    covered it with a margin (`up_margin`, ×1.2) for `up_hold` (2 s) without a break; going
 //!    down happens at once. A new subscription gets the best layer that fits at once.
@@ -109,14 +109,13 @@ impl<K: Clone + Eq + Hash> Selector<K> {
         let caps: Vec<Option<usize>> = inputs.iter().map(|i| tile_cap(&i.layers, i.tile)).collect();
         let mut chosen: Vec<Option<usize>> = vec![None; inputs.len()];
         let mut left = budget_bps as f64;
-        for (n, &i) in order.iter().enumerate() {
-            if caps[i].is_none() {
-                continue;
-            }
-            let cost = inputs[i].layers[0].bps as f64;
-            if n == 0 || cost <= left {
+        // Every visible tile keeps at least the lowest layer, even over budget: a plain track
+        // has no other, and a tile that goes black under congestion is worse than a coarse
+        // one (the loss-based estimate would otherwise turn video off on a merely lossy link).
+        for &i in &order {
+            if caps[i].is_some() {
                 chosen[i] = Some(0);
-                left -= cost;
+                left -= inputs[i].layers[0].bps as f64;
             }
         }
         for &i in &order {
@@ -303,9 +302,12 @@ mod tests {
             s.decide(now, 2_200_000, &inputs),
             vec![Some(0), Some(1), Some(2)]
         );
-        // Not even q for all: the first in priority always gets something.
+        // Not even q for all: everyone keeps q, nobody gets more.
         let mut s = Selector::default();
-        assert_eq!(s.decide(now, 100_000, &inputs), vec![None, None, Some(0)]);
+        assert_eq!(
+            s.decide(now, 100_000, &inputs),
+            vec![Some(0), Some(0), Some(0)]
+        );
     }
 
     #[test]

@@ -83,6 +83,35 @@ impl Shaper {
         Ok(Cap(class))
     }
 
+    /// Caps UDP packets from `port` at `kbit` kbit/s behind a queue of only `packets`
+    /// packets: what does not fit is dropped silently, as at a real bottleneck, instead of
+    /// filling the sender's socket buffer (the receiver sees loss, the sender's estimate can
+    /// react to it).
+    pub fn cap_from_port_dropping(
+        &mut self,
+        port: u16,
+        kbit: u32,
+        packets: u32,
+    ) -> Result<Cap, ShapeError> {
+        let cap = self.cap_from_port(port, kbit)?;
+        let parent = format!("1:{}", cap.0);
+        let handle = format!("{}:", cap.0);
+        tc(&[
+            "qdisc",
+            "add",
+            "dev",
+            DEV,
+            "parent",
+            &parent,
+            "handle",
+            &handle,
+            "pfifo",
+            "limit",
+            &packets.to_string(),
+        ])?;
+        Ok(cap)
+    }
+
     /// Lifts a cap: its class runs at full speed again, so what is queued drains at once
     /// instead of being dropped.
     pub fn lift(&mut self, cap: Cap) -> Result<(), ShapeError> {

@@ -33,6 +33,9 @@ pub enum MediaSource {
         packets_per_second: u32,
         payload_len: usize,
     },
+    /// Synthetic VP8-shaped video published as simulcast: one encoding per layer (rid), each
+    /// at its own rate and with its own keyframe size, keyframes on request per layer.
+    SimulcastVideo(Vec<SimLayer>),
     /// Opus-kind packets with arbitrary known payloads.
     SyntheticAudio {
         packets_per_second: u32,
@@ -43,6 +46,46 @@ pub enum MediaSource {
     Vp8File(ClipFile),
     /// Real Opus packets from an Ogg file, looped.
     OpusFile(ClipFile),
+}
+
+/// One simulcast encoding of [`MediaSource::SimulcastVideo`].
+#[derive(Debug, Clone, Copy)]
+pub struct SimLayer {
+    pub rid: &'static str,
+    pub packets_per_second: u32,
+    pub payload_len: usize,
+    pub width: u16,
+    pub height: u16,
+}
+
+impl SimLayer {
+    /// The web client's three layers (`docs/protocol.md`), at about their bitrates: q ≈ 144,
+    /// h ≈ 480, f ≈ 1,440 kbit/s of payload, so a 400 kbit/s link fits only q.
+    pub fn web_three() -> Vec<SimLayer> {
+        vec![
+            SimLayer {
+                rid: "q",
+                packets_per_second: 30,
+                payload_len: 600,
+                width: 320,
+                height: 180,
+            },
+            SimLayer {
+                rid: "h",
+                packets_per_second: 50,
+                payload_len: 1200,
+                width: 640,
+                height: 360,
+            },
+            SimLayer {
+                rid: "f",
+                packets_per_second: 150,
+                payload_len: 1200,
+                width: 1280,
+                height: 720,
+            },
+        ]
+    }
 }
 
 /// Where a clip's bytes come from.
@@ -77,7 +120,10 @@ impl std::fmt::Display for ClipFile {
 
 impl MediaSource {
     pub fn is_video(&self) -> bool {
-        matches!(self, Self::SyntheticVideo { .. } | Self::Vp8File(_))
+        matches!(
+            self,
+            Self::SyntheticVideo { .. } | Self::Vp8File(_) | Self::SimulcastVideo(_)
+        )
     }
 
     /// The committed fixtures (`tests/fixtures/`, see its README), compiled in.
@@ -239,6 +285,8 @@ pub(crate) async fn send_loop(
         ..Default::default()
     };
     match source {
+        // Sent layer by layer by `simulcast_layer_loop`.
+        MediaSource::SimulcastVideo(_) => {}
         MediaSource::SyntheticVideo {
             packets_per_second,
             payload_len,
@@ -343,6 +391,50 @@ pub(crate) async fn send_loop(
                 }
             }
         }
+    }
+}
+
+/// Sends one simulcast layer's synthetic frames on `track` until `stop`; a keyframe first and
+/// whenever `keyframe` is set (a PLI for this layer).
+pub(crate) async fn simulcast_layer_loop(
+    track: Arc<TrackLocalStaticRTP>,
+    layer: SimLayer,
+    keyframe: Arc<AtomicBool>,
+    log: Arc<SentLog>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut seq: u16 = rand::random();
+    let mut ts: u32 = rand::random();
+    let pps = layer.packets_per_second.max(1);
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / pps);
+    keyframe.store(true, Ordering::Relaxed);
+    for counter in 0u64.. {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let key = keyframe.swap(false, Ordering::Relaxed);
+        let mut payload = synthetic_vp8(key, counter, layer.payload_len);
+        if key {
+            // The keyframe header's size: what the server learns each layer's size from.
+            payload[7..9].copy_from_slice(&layer.width.to_le_bytes());
+            payload[9..11].copy_from_slice(&layer.height.to_le_bytes());
+        }
+        let pkt = Packet {
+            header: Header {
+                version: 2,
+                marker: true,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: ts,
+                ..Default::default()
+            },
+            payload: Bytes::from(payload),
+        };
+        log.sent(&pkt, key);
+        let _ = track.write_rtp(&pkt).await;
+        seq = seq.wrapping_add(1);
+        ts = ts.wrapping_add(90000 / pps);
     }
 }
 

@@ -38,7 +38,7 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
 pub use link::{first_value, join_rooms, ServerError};
 pub use loss::LossSpec;
-pub use media::{ClipFile, MediaSource, SentLog, SentPacket};
+pub use media::{ClipFile, MediaSource, SentLog, SentPacket, SimLayer};
 pub use record::{Received, StreamRecord};
 
 use crate::sfu::ice_start::IceStart;
@@ -296,6 +296,26 @@ impl HeadlessPeer {
             };
             let codec = crate::sfu::transport::codec_capability(mime)
                 .ok_or_else(|| anyhow::anyhow!("{mime} is not a codec the server forwards"))?;
+            if let MediaSource::SimulcastVideo(layers) = &spec.media {
+                let log = Arc::new(SentLog::new(
+                    opts.record_packets,
+                    spec.source,
+                    opts.hooks.on_sent.clone(),
+                ));
+                let transceiver = publish_simulcast(
+                    &publisher,
+                    codec,
+                    &id,
+                    published.len(),
+                    layers,
+                    &log,
+                    &stop,
+                    &mut tasks,
+                )
+                .await?;
+                published.push((spec.source, transceiver, log));
+                continue;
+            }
             let local = Arc::new(TrackLocalStaticRTP::new(
                 codec,
                 format!("{id}-{}", published.len()),
@@ -577,6 +597,70 @@ impl HeadlessPeer {
         let _ = self.publisher.close().await;
         let _ = self.subscriber.close().await;
     }
+}
+
+/// Adds one send-only transceiver with an encoding per layer (`add_encoding`), and the send
+/// loop and PLI reader of each layer.
+#[allow(clippy::too_many_arguments)]
+async fn publish_simulcast(
+    publisher: &Arc<RTCPeerConnection>,
+    codec: webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability,
+    id: &str,
+    n: usize,
+    layers: &[media::SimLayer],
+    log: &Arc<SentLog>,
+    stop: &watch::Sender<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Arc<webrtc::rtp_transceiver::RTCRtpTransceiver>> {
+    let tracks: Vec<Arc<TrackLocalStaticRTP>> = layers
+        .iter()
+        .map(|l| {
+            Arc::new(TrackLocalStaticRTP::new_with_rid(
+                codec.clone(),
+                format!("{id}-{n}"),
+                l.rid.to_string(),
+                id.to_string(),
+            ))
+        })
+        .collect();
+    let first = tracks.first().ok_or_else(|| anyhow::anyhow!("no layers"))?;
+    let transceiver = publisher
+        .add_transceiver_from_track(
+            first.clone(),
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                send_encodings: vec![],
+            }),
+        )
+        .await?;
+    let sender = transceiver.sender().await;
+    for t in &tracks[1..] {
+        sender.add_encoding(t.clone()).await?;
+    }
+    for (layer, track) in layers.iter().zip(tracks) {
+        let keyframe = Arc::new(AtomicBool::new(true));
+        let (sender, flag, log2, rid) = (sender.clone(), keyframe.clone(), log.clone(), layer.rid);
+        tasks.push(tokio::spawn(async move {
+            while let Ok((packets, _)) = sender.read_rtcp_simulcast(rid).await {
+                for p in packets {
+                    let any = p.as_any();
+                    if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                        log2.keyframe_requests
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+        tasks.push(tokio::spawn(media::simulcast_layer_loop(
+            track,
+            *layer,
+            keyframe,
+            log.clone(),
+            stop.subscribe(),
+        )));
+    }
+    Ok(transceiver)
 }
 
 async fn new_pc(

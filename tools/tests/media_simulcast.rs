@@ -1,0 +1,93 @@
+//! Simulcast through the SFU core with headless peers: a three-layer publisher, and the layer
+//! each subscriber gets from its tile (`view`), with the publisher told which layers nobody needs.
+
+mod media_support;
+
+use media_support::*;
+use sfu_lite::sfu::{Source, TileView};
+use sfu_lite_tools::client::{HeadlessPeer, MediaSource, PeerOptions, SimLayer, TrackSpec};
+
+fn three_layers() -> PeerOptions {
+    publishing(vec![TrackSpec {
+        source: Source::Camera,
+        media: MediaSource::SimulcastVideo(SimLayer::web_three()),
+    }])
+}
+
+async fn rid_of(p: &HeadlessPeer, rid: &str) {
+    p.wait_until(WAIT, &format!("alice's camera on layer {rid}"), |p| {
+        p.current_rid("alice", Source::Camera).as_deref() == Some(rid)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; layer events {:?}",
+            p.layer_events()
+                .iter()
+                .map(|(m, r, _)| (m.clone(), r.clone()))
+                .collect::<Vec<_>>()
+        )
+    });
+}
+
+async fn show(p: &HeadlessPeer, width: u32, height: u32, visible: bool) {
+    p.wait_until(WAIT, "alice's camera offered", |p| {
+        p.mid_of("alice", Source::Camera).is_some()
+    })
+    .await
+    .unwrap();
+    let mid = p.mid_of("alice", Source::Camera).unwrap();
+    p.send_view(vec![TileView {
+        mid,
+        width,
+        height,
+        visible,
+    }])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tile_size_picks_the_layer_and_unneeded_layers_are_paused() {
+    let (sfu, metrics) = sfu().await;
+    let alice = join(&sfu, "sim", "alice", three_layers()).await;
+    let big = join(&sfu, "sim", "big", publishing(vec![])).await;
+    let small = join(&sfu, "sim", "small", publishing(vec![])).await;
+    let hidden = join(&sfu, "sim", "hidden", publishing(vec![])).await;
+    // A track never reported: the top layer the (uncapped) estimate allows.
+    rid_of(&big, "f").await;
+    show(&small, 320, 180, true).await;
+    rid_of(&small, "q").await;
+    show(&hidden, 1280, 720, false).await;
+    // Nobody wants h: alice is told to pause it, q and f stay on.
+    alice
+        .wait_until(WAIT, "layers {q, f} without h", |p| {
+            p.layers_events().last().is_some_and(|e| {
+                e.active.get("q") == Some(&true)
+                    && e.active.get("h") == Some(&false)
+                    && e.active.get("f") == Some(&true)
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}; layers events {:?}", alice.layers_events()));
+    // The hidden tile gets nothing more.
+    let before = packets_from(&hidden, "alice", Source::Camera);
+    let big_before = packets_from(&big, "alice", Source::Camera);
+    big.wait_until(WAIT, "100 more packets at big", |p| {
+        packets_from(p, "alice", Source::Camera) >= big_before + 100
+    })
+    .await
+    .unwrap();
+    let after = packets_from(&hidden, "alice", Source::Camera);
+    assert!(
+        after <= before + 2,
+        "hidden tile got {} packets",
+        after - before
+    );
+    // The big tile stayed on f throughout.
+    assert!(big.layer_events().iter().all(|(_, rid, _)| rid == "f"));
+    for p in [alice, big, small, hidden] {
+        p.leave().await;
+    }
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}
