@@ -296,10 +296,12 @@ impl UpTrack {
     }
 
     /// The rid of layer `index`.
+    /// The rid of layer `index`; `None` for a track sent without simulcast (no rid), whose one
+    /// layer is nothing to report.
     pub fn rid_of(&self, index: u8) -> Option<String> {
         lock(&self.layers)
             .iter()
-            .find(|l| l.index == index)
+            .find(|l| l.index == index && !l.rid.is_empty())
             .map(|l| l.rid.clone())
     }
 
