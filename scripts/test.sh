@@ -20,6 +20,8 @@ dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 # Lossy and capped links in the media tests (nftables on the input/output hooks, tc htb).
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v tc >/dev/null || need_apt+=(iproute2)
+# The external-TURN tests start a real coturn (turnserver) on loopback.
+command -v turnserver >/dev/null || need_apt+=(coturn)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -35,6 +35,18 @@ pub struct Config {
     pub tls: TlsConfig,
     pub signaling: SignalingConfig,
     pub media: MediaConfig,
+    pub turn: TurnConfig,
+}
+
+/// TURN for clients (see `configs/default.toml` `[turn]`). `Debug` hides the secret.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnConfig {
+    pub urls: Vec<String>,
+    pub secret: Secret,
+    pub ttl_secs: u64,
+    pub embedded: bool,
+    pub embedded_host: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -369,6 +381,23 @@ impl Config {
         if let Err(message) = self.media.port_range() {
             return field("media.port_range", &message);
         }
+        let turn = &self.turn;
+        if !turn.urls.is_empty() && turn.secret.is_empty() {
+            return field("turn.secret", "required when turn.urls is set");
+        }
+        if let Some(url) = turn
+            .urls
+            .iter()
+            .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+        {
+            return field(
+                "turn.urls",
+                &format!("{url:?} is not a turn: or turns: URL"),
+            );
+        }
+        if (turn.embedded || !turn.urls.is_empty()) && turn.ttl_secs == 0 {
+            return field("turn.ttl_secs", "must be greater than 0");
+        }
         for server in &self.media.ice_servers {
             if server.urls.is_empty() {
                 return field("media.ice_servers", "every entry needs at least one url");
@@ -454,7 +483,7 @@ fn apply_env(tree: &mut toml::Table, rest: &str, value: &str) -> Result<(), Conf
 fn serde_path_to_error(tree: toml::Table) -> Result<Config, ConfigError> {
     // Deserialise section by section so an error names `section.field`.
     let mut probe = tree.clone();
-    for section in ["server", "tls", "signaling", "media"] {
+    for section in ["server", "tls", "signaling", "media", "turn"] {
         let value = probe.remove(section).ok_or_else(|| ConfigError::Field {
             field: section.into(),
             message: "missing section".into(),
@@ -463,6 +492,7 @@ fn serde_path_to_error(tree: toml::Table) -> Result<Config, ConfigError> {
             "server" => value.try_into::<ServerConfig>().map(drop),
             "tls" => value.try_into::<TlsConfig>().map(drop),
             "signaling" => value.try_into::<SignalingConfig>().map(drop),
+            "turn" => value.try_into::<TurnConfig>().map(drop),
             _ => value.try_into::<MediaConfig>().map(drop),
         };
         if let Err(e) = result {
@@ -597,6 +627,29 @@ mod tests {
             !shown.contains("hunter2") && shown.contains("<redacted>"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_turn_secret_and_urls_need_it() {
+        let urls = (
+            "SFU_LITE_TURN_URLS",
+            r#"["turn:127.0.0.1:3478?transport=tcp"]"#,
+        );
+        let err = Config::load(None, env(&[urls])).unwrap_err().to_string();
+        assert!(err.contains("turn.secret"), "{err}");
+        let c = Config::load(None, env(&[urls, ("SFU_LITE_TURN_SECRET", "n0t-for-logs")])).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("n0t-for-logs"), "{shown}");
+        let err = Config::load(
+            None,
+            env(&[
+                ("SFU_LITE_TURN_URLS", r#"["stun:x"]"#),
+                ("SFU_LITE_TURN_SECRET", "s"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("turn.urls"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::admission::{Admission, TcpTicket};
 use crate::sync::lock;
+use crate::turn::relay::{self, FirstBytes, Relay};
 
 /// The count of busy connections, shared by every connection and whoever waits for zero.
 #[derive(Clone)]
@@ -369,18 +370,20 @@ impl Drop for RequestDone {
 }
 
 /// An `axum_server` acceptor that admits and tracks each connection (the innermost one, under
-/// TLS, so the deadlines also cover a stalled TLS handshake).
+/// TLS, so the deadlines also cover a stalled TLS handshake). With the embedded TURN relay on,
+/// it first tells TURN from HTTP by the connection's first bytes and hands TURN over.
 #[derive(Clone)]
 pub struct TrackedAcceptor {
     pub conns: Connections,
     pub admission: Arc<Admission>,
     pub timeouts: Timeouts,
+    pub relay: Option<Arc<Relay>>,
 }
 
-impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for TrackedAcceptor {
+impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> for TrackedAcceptor {
     type Stream = Tracked<tokio::net::TcpStream>;
     type Service = Activity<S>;
-    type Future = std::future::Ready<io::Result<(Self::Stream, Self::Service)>>;
+    type Future = BoxFuture<io::Result<(Self::Stream, Self::Service)>>;
 
     fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
         // Refused before any TLS or HTTP work: dropping the stream closes it.
@@ -388,21 +391,36 @@ impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for TrackedAccepto
             Ok(peer) => match self.admission.open_tcp(peer.ip()) {
                 Ok(ticket) => ticket,
                 Err(refusal) => {
-                    return std::future::ready(Err(io::Error::other(refusal.to_string())))
+                    return Box::pin(std::future::ready(Err(io::Error::other(
+                        refusal.to_string(),
+                    ))))
                 }
             },
-            Err(e) => return std::future::ready(Err(e)),
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         // Signaling is small messages each way: without this, Nagle holds a frame's tail until
         // the peer's delayed ACK (40 ms on Linux) whenever one is still unacknowledged.
         let _ = stream.set_nodelay(true);
-        std::future::ready(Ok(Self::track(
-            &self.conns,
-            self.timeouts,
-            Some(ticket),
-            stream,
-            service,
-        )))
+        let (conns, timeouts) = (self.conns.clone(), self.timeouts);
+        let Some(relay) = self.relay.clone() else {
+            let tracked = Self::track(&conns, timeouts, Some(ticket), stream, service);
+            return Box::pin(std::future::ready(Ok(tracked)));
+        };
+        Box::pin(async move {
+            let first = tokio::time::timeout(timeouts.idle, relay::sniff(&stream)).await;
+            match first {
+                Ok(Ok(FirstBytes::Other)) => {
+                    Ok(Self::track(&conns, timeouts, Some(ticket), stream, service))
+                }
+                Ok(Ok(FirstBytes::Turn)) => {
+                    relay.serve(stream, ticket);
+                    Err(io::Error::other("handed to the embedded TURN relay"))
+                }
+                Ok(Ok(FirstBytes::NeedMore)) => Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            }
+        })
     }
 }
 

@@ -16,6 +16,8 @@
 //! - [`metrics`]: counters and gauges behind `/metrics`; [`procstat`]: CPU and RSS from `/proc`.
 //! - [`clock`]: the clock the limits read (real, or advanced by tests).
 //! - [`sync`]: the one `Mutex` lock helper.
+//! - [`turn`]: TURN for clients whose UDP is blocked: per-participant credentials for an
+//!   external TURN server, and the embedded relay (TURN/TCP on the HTTP port, to the SFU only).
 //! - The headless participant that the media tests drive and the load tester (`sfu-lite
 //!   load`) are the `sfu-lite-tools` package in `tools/`, outside the server's dependencies.
 //!
@@ -43,3 +45,4 @@ pub mod server;
 pub mod sfu;
 pub mod signal;
 pub mod sync;
+pub mod turn;

@@ -18,6 +18,8 @@ macro_rules! metrics {
         pub struct Metrics {
             $(pub $g: AtomicI64,)*
             $(pub $c: AtomicU64,)*
+            /// Connections by the type of the remote candidate ICE selected.
+            pub candidate_types: CandidateTypes,
         }
 
         impl Metrics {
@@ -35,6 +37,7 @@ macro_rules! metrics {
                     let _ = writeln!(out, "# TYPE sfu_{}_total counter", stringify!($c));
                     let _ = writeln!(out, "sfu_{}_total {}", stringify!($c), self.$c.load(Ordering::Relaxed));
                 )*
+                self.candidate_types.render(&mut out);
                 out
             }
 
@@ -55,6 +58,7 @@ metrics! {
         published_tracks: "Tracks received from publishers.",
         subscriptions: "Forwarded (publisher track, subscriber) pairs.",
         tasks: "Live media tasks (track readers, subscriber writers, RTCP readers, timers).",
+        relay_connections: "Open TCP connections to the embedded TURN relay.",
     }
     counters {
         signaling_events: "Socket.IO events received.",
@@ -100,6 +104,46 @@ pub fn scrape_value(text: &str, name: &str) -> Option<f64> {
 impl Metrics {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+}
+
+/// Server-side PeerConnections that reached `connected`, by the type of the remote candidate
+/// in the selected pair: `host` (direct), `srflx`/`prflx` (direct through a NAT; a browser's
+/// NATed address first seen in a check is `prflx`), `relay` (through TURN). The client's relay
+/// shows as `relay` when it sent that candidate, `prflx` when the check arrived first.
+#[derive(Debug, Default)]
+pub struct CandidateTypes([AtomicU64; 5]);
+
+impl CandidateTypes {
+    const NAMES: [&'static str; 5] = ["host", "srflx", "prflx", "relay", "unknown"];
+
+    /// Counts one connection whose remote candidate type is `kind` ("host", "srflx", ...).
+    pub fn count(&self, kind: &str) {
+        let i = Self::NAMES.iter().position(|n| *n == kind).unwrap_or(4);
+        inc(&self.0[i]);
+    }
+
+    pub fn get(&self, kind: &str) -> u64 {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == kind)
+            .map_or(0, |i| self.0[i].load(Ordering::Relaxed))
+    }
+
+    fn render(&self, out: &mut String) {
+        let name = "sfu_connections_by_candidate_type_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} PeerConnections that connected, by the remote candidate type of the selected pair."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (kind, n) in Self::NAMES.iter().zip(&self.0) {
+            let _ = writeln!(
+                out,
+                "{name}{{type=\"{kind}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 

@@ -18,6 +18,8 @@ use crate::http::{self, MetricsAccess};
 use crate::metrics::Metrics;
 use crate::sfu::Sfu;
 use crate::signal::{self, Signaling};
+use crate::turn::relay::Relay;
+use crate::turn::{EmbeddedUrl, IceServers};
 
 /// A started server. Dropping it does not stop it: call [`RunningServer::shutdown`].
 pub struct RunningServer {
@@ -32,6 +34,8 @@ pub struct RunningServer {
     /// Where `/metrics` is served when `server.metrics_listen` is set.
     pub metrics_addr: Option<SocketAddr>,
     signaling: Signaling,
+    /// The embedded TURN relay, when `turn.embedded` is on.
+    relay: Option<Arc<Relay>>,
     connections: Connections,
     grace: Duration,
     http: axum_server::Handle,
@@ -56,7 +60,15 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Ru
     let sfu = Sfu::new(&config.media, local_addr, metrics.clone())
         .await
         .context("cannot start media transport")?;
-    let (layer, signaling) = signal::build(config.clone(), sfu.clone(), metrics.clone(), clock);
+    let relay = embedded_relay(&config, &sfu, &metrics);
+    let embedded_url = relay.as_ref().map(|r| EmbeddedUrl {
+        host: config.turn.embedded_host.clone(),
+        port: local_addr.port(),
+        secret: r.secret().clone(),
+    });
+    let ice = Arc::new(IceServers::new(&config, embedded_url));
+    let (layer, signaling) =
+        signal::build(config.clone(), sfu.clone(), metrics.clone(), clock, ice);
     let static_dir = Some(config.server.static_dir.trim())
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);
@@ -99,6 +111,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Ru
             // not answer a ping.
             write: Duration::from_secs(server_config.ping_timeout_secs),
         },
+        relay: relay.clone(),
     };
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let serve = match tls {
@@ -113,6 +126,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Ru
         scheme,
         max_tcp_connections = admission.tcp_limit(),
         ?metrics_addr,
+        embedded_turn = relay.is_some(),
         "listening"
     );
     Ok(RunningServer {
@@ -123,12 +137,33 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Ru
         admission,
         metrics_addr,
         signaling,
+        relay,
         connections,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
         http: handle,
         serve,
         metrics_serve,
     })
+}
+
+/// The embedded TURN relay, when configured and media runs on one muxed port (the relay
+/// forwards to that port; with a port range there is no one address to allow).
+fn embedded_relay(config: &Config, sfu: &Sfu, metrics: &Arc<Metrics>) -> Option<Arc<Relay>> {
+    if !config.turn.embedded {
+        return None;
+    }
+    let Some(media) = sfu.udp_addr() else {
+        tracing::warn!(
+            "turn.embedded needs a single media port (media.port_range is set): relay off"
+        );
+        return None;
+    };
+    Some(Relay::new(
+        media,
+        &config.media.public_ips,
+        Duration::from_secs(config.server.idle_timeout_secs),
+        metrics.clone(),
+    ))
 }
 
 /// Serves `/metrics` alone on `addr` (plain HTTP: meant for a private address).
@@ -213,6 +248,9 @@ impl RunningServer {
         let deadline = tokio::time::Instant::now() + self.grace;
         let drain = async {
             self.signaling.shutdown().await;
+            if let Some(relay) = &self.relay {
+                relay.close();
+            }
             self.sfu.close().await;
             // Still accepting here: a polling client needs a fresh request (sometimes a fresh
             // connection) to fetch the notice, and a WebSocket upgrade may be half done.

@@ -17,6 +17,7 @@
 //! - `udp`: media sockets on which a failed send counts as a lost packet.
 //! - [`checks`]: the pure size/parse checks of client SDP and candidates.
 //! - `tasks`: counted, owned tasks.
+//! - `selected_pair`: counts connections by the remote candidate type ICE selected.
 //!
 //! See `docs/sfu.md` for the design and its reasons.
 
@@ -30,6 +31,7 @@ mod peer;
 mod publish;
 pub mod room;
 mod rooms;
+mod selected_pair;
 mod subscribe;
 mod tasks;
 pub mod transport;

@@ -22,6 +22,7 @@ use super::forward::ForwardConfig;
 use super::ice_start::IceStart;
 use super::publish::Declared;
 use super::rooms::Rooms;
+use super::selected_pair;
 use super::subscribe::SubState;
 use super::tasks::{spawn_counted, TaskSet};
 use super::transport::Transport;
@@ -199,6 +200,11 @@ impl Peer {
         tracing::debug!(participant = %self.id, room = %self.room, ?kind, ?state, "connection state");
         if state == RTCPeerConnectionState::Connected {
             self.ever_connected[kind as usize].store(true, Ordering::Release);
+            let metrics = self.shared.metrics.clone();
+            self.spawn(selected_pair::count_remote_type(
+                self.pc(kind).clone(),
+                metrics,
+            ));
         }
         self.states[kind as usize].send_replace(state);
         let was_up = self.ever_connected[kind as usize].load(Ordering::Acquire);

@@ -32,6 +32,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::sfu::Sfu;
+use crate::turn::IceServers;
 
 /// The namespace of rooms and media.
 pub const ROOMS_NAMESPACE: &str = "/rooms";
@@ -64,6 +65,7 @@ pub fn build(
     sfu: Sfu,
     metrics: Arc<Metrics>,
     clock: Clock,
+    ice: Arc<IceServers>,
 ) -> (SocketIoLayer, Signaling) {
     // The transport lets a few oversized payloads through so they can be refused politely with
     // `payload_too_large`; far bigger ones close the connection at the Engine.IO layer.
@@ -98,7 +100,7 @@ pub fn build(
     );
     io.ns(
         ROOMS_NAMESPACE,
-        session::Connector(rooms::Rooms::new(ctx.clone(), sfu)),
+        session::Connector(rooms::Rooms::new(ctx.clone(), sfu, ice)),
     );
     (layer, Signaling { io, ctx })
 }

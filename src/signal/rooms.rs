@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use axum::http::header::HOST;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use serde_json::Value as Json;
@@ -29,6 +30,7 @@ use super::protocol::{
 use super::room_table::{Eviction, Joiner, RoomTable};
 use super::session::{Conn, Ctx, Inbound, Replier, Service};
 use crate::sfu::Sfu;
+use crate::turn::IceServers;
 
 pub(crate) enum RoomEvent {
     Join(JoinRequest),
@@ -65,12 +67,19 @@ pub(crate) struct Rooms {
     ctx: Arc<Ctx>,
     sfu: Sfu,
     table: RoomTable,
+    /// Each joiner's `ice_servers` (fresh TURN credentials per participant).
+    ice: Arc<IceServers>,
 }
 
 impl Rooms {
-    pub fn new(ctx: Arc<Ctx>, sfu: Sfu) -> Arc<Self> {
+    pub fn new(ctx: Arc<Ctx>, sfu: Sfu, ice: Arc<IceServers>) -> Arc<Self> {
         let table = RoomTable::new(ctx.config.signaling.clone(), ctx.metrics.clone());
-        Arc::new(Self { ctx, sfu, table })
+        Arc::new(Self {
+            ctx,
+            sfu,
+            table,
+            ice,
+        })
     }
 
     async fn session(self: Arc<Self>, mut conn: Conn<RoomEvent>) {
@@ -186,12 +195,16 @@ impl Rooms {
             evict: evict.clone(),
         };
         let mut ack = ack;
+        let page_host = conn.socket.req_parts().headers.get(HOST);
+        let ice_servers = self
+            .ice
+            .for_participant(&id, page_host.and_then(|h| h.to_str().ok()));
         let welcome = |members| {
             let reply = JoinAck {
                 id: &id,
                 room: &room,
                 members,
-                ice_servers: &self.ctx.config.media.ice_servers,
+                ice_servers: &ice_servers,
             };
             Conn::<RoomEvent>::reply(ack.take(), &reply);
         };
