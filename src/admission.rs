@@ -304,6 +304,13 @@ pub struct SessionTicket {
     ip: IpAddr,
 }
 
+impl SessionTicket {
+    /// The client address this session was admitted for.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 impl Drop for SessionTicket {
     fn drop(&mut self) {
         self.admission.release(self.ip, 0, 1);

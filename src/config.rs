@@ -36,6 +36,10 @@ pub struct Config {
     pub signaling: SignalingConfig,
     pub media: MediaConfig,
     pub turn: TurnConfig,
+    pub auth: AuthConfig,
+    /// Declared rooms, `[rooms."name"]` (see [`crate::access::policy`]).
+    #[serde(default)]
+    pub rooms: std::collections::BTreeMap<String, crate::access::RoomPolicy>,
 }
 
 /// TURN for clients (see `configs/default.toml` `[turn]`). `Debug` hides the secret.
@@ -47,6 +51,28 @@ pub struct TurnConfig {
     pub ttl_secs: u64,
     pub embedded: bool,
     pub embedded_host: String,
+}
+
+/// `[auth]`: tokens, the rule for undeclared rooms, the admin API's key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Who may enter a room not declared under `[rooms]`: "open" or "invite" (token only).
+    pub default_room: crate::access::policy::Entry,
+    /// A directory of `NAME.toml` files, each declaring room NAME; empty = none.
+    pub rooms_dir: String,
+    /// Bearer key of the admin API (`/api/v1`); empty = the API is off (404). Never logged.
+    pub admin_key: Secret,
+    /// Tokens longer than this are refused before being parsed.
+    pub max_token_bytes: usize,
+    /// Clock skew allowed when checking a token's `exp` and `nbf`.
+    pub token_leeway_secs: u64,
+    /// Wrong room passwords allowed per minute from one address, and against one room.
+    pub password_failures_per_address: u32,
+    pub password_failures_per_room: u32,
+    /// Token keys by name (`kid`).
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, crate::access::token::KeyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -398,6 +424,25 @@ impl Config {
         if (turn.embedded || !turn.urls.is_empty()) && turn.ttl_secs == 0 {
             return field("turn.ttl_secs", "must be greater than 0");
         }
+        let a = &self.auth;
+        for (name, value) in [
+            ("auth.max_token_bytes", a.max_token_bytes),
+            (
+                "auth.password_failures_per_address",
+                a.password_failures_per_address as usize,
+            ),
+            (
+                "auth.password_failures_per_room",
+                a.password_failures_per_room as usize,
+            ),
+        ] {
+            if value == 0 {
+                return field(name, "must be greater than 0");
+            }
+        }
+        if let Err(e) = crate::access::Access::new(self) {
+            return field("auth", &e.0);
+        }
         for server in &self.media.ice_servers {
             if server.urls.is_empty() {
                 return field("media.ice_servers", "every entry needs at least one url");
@@ -483,7 +528,7 @@ fn apply_env(tree: &mut toml::Table, rest: &str, value: &str) -> Result<(), Conf
 fn serde_path_to_error(tree: toml::Table) -> Result<Config, ConfigError> {
     // Deserialise section by section so an error names `section.field`.
     let mut probe = tree.clone();
-    for section in ["server", "tls", "signaling", "media", "turn"] {
+    for section in ["server", "tls", "signaling", "media", "turn", "auth"] {
         let value = probe.remove(section).ok_or_else(|| ConfigError::Field {
             field: section.into(),
             message: "missing section".into(),
@@ -493,6 +538,7 @@ fn serde_path_to_error(tree: toml::Table) -> Result<Config, ConfigError> {
             "tls" => value.try_into::<TlsConfig>().map(drop),
             "signaling" => value.try_into::<SignalingConfig>().map(drop),
             "turn" => value.try_into::<TurnConfig>().map(drop),
+            "auth" => value.try_into::<AuthConfig>().map(drop),
             _ => value.try_into::<MediaConfig>().map(drop),
         };
         if let Err(e) = result {
@@ -502,6 +548,7 @@ fn serde_path_to_error(tree: toml::Table) -> Result<Config, ConfigError> {
             });
         }
     }
+    probe.remove("rooms");
     if let Some(extra) = probe.keys().next() {
         return Err(ConfigError::Field {
             field: extra.clone(),
@@ -650,6 +697,54 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("turn.urls"), "{err}");
+    }
+
+    #[test]
+    fn rooms_load_from_tables_and_a_directory_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let rooms = dir.path().join("rooms");
+        std::fs::create_dir(&rooms).unwrap();
+        std::fs::write(rooms.join("board.toml"), "access = \"invite\"\n").unwrap();
+        let path = dir.path().join("c.toml");
+        let text = format!(
+            "[auth]\nrooms_dir = {:?}\n[rooms.\"hall\"]\npublish = \"presenters\"\n",
+            rooms.display().to_string()
+        );
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        let access = crate::access::Access::new(&c).unwrap();
+        let rules = access.rules();
+        assert_eq!(
+            rules.policies.get("board").access,
+            crate::access::policy::Entry::Invite
+        );
+        assert_eq!(
+            rules.policies.get("hall").publish,
+            crate::access::policy::Publishers::Presenters
+        );
+        assert_eq!(
+            rules.policies.get("other"),
+            &crate::access::RoomPolicy::default()
+        );
+        std::fs::write(&path, "[rooms.\"hall\"]\npassword = \"plain text\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("auth") && err.contains("hall"), "{err}");
+        let err = Config::load(None, env(&[("SFU_LITE_AUTH_DEFAULT_ROOM", "closed")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth"), "{err}");
+    }
+
+    #[test]
+    fn the_production_sample_needs_tokens_for_undeclared_rooms() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/production.toml");
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.auth.default_room, crate::access::policy::Entry::Invite);
+        assert_eq!(
+            Config::embedded().auth.default_room,
+            crate::access::policy::Entry::Open
+        );
+        assert!(Config::embedded().auth.admin_key.is_empty());
     }
 
     #[test]

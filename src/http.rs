@@ -59,8 +59,11 @@ pub fn router(
     static_dir: Option<PathBuf>,
     admission: Arc<Admission>,
     metrics_access: MetricsAccess,
+    admin: Router,
 ) -> Router {
-    let mut api = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    let mut api = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(admin);
     if let MetricsAccess::Main { key } = metrics_access {
         let guard = MetricsGuard {
             key,
@@ -131,7 +134,7 @@ async fn metrics_guard(State(guard): State<MetricsGuard>, req: Request, next: Ne
 }
 
 /// Whether the request carries the configured (non-empty) key, compared in constant time.
-fn bearer_matches(headers: &HeaderMap, key: &Secret) -> bool {
+pub(crate) fn bearer_matches(headers: &HeaderMap, key: &Secret) -> bool {
     if key.is_empty() {
         return false;
     }

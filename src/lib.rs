@@ -6,6 +6,8 @@
 //!   open client connections so shutdown can wait for clients to hang up, and holds them to
 //!   their idle, header and write deadlines; [`admission`] caps connections and sessions in
 //!   all and per client address.
+//! - [`access`]: who may enter a room and with which role (policies, tokens, passwords);
+//!   [`admin`]: the admin API `/api/v1`.
 //! - [`http`]: routes only — the web client, `/healthz`, `/metrics`, the Socket.IO layer.
 //! - [`signal`]: Socket.IO. The tutorial's protocol on `/`, rooms and media negotiation on
 //!   `/rooms`; validation, limits and the one error shape. Knows nothing of RTP.
@@ -33,6 +35,8 @@
 //! per subscriber). A full channel drops for that subscriber only: one packet of audio, or
 //! video up to the next keyframe, which the publisher is then asked for.
 
+pub mod access;
+pub mod admin;
 pub mod admission;
 pub mod clock;
 pub mod config;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::task::JoinHandle;
 
+use crate::access::Access;
 use crate::admission::Admission;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -33,6 +34,8 @@ pub struct RunningServer {
     pub admission: Arc<Admission>,
     /// Where `/metrics` is served when `server.metrics_listen` is set.
     pub metrics_addr: Option<SocketAddr>,
+    /// The access rules in force ([`RunningServer::reload`] replaces them).
+    pub access: Arc<Access>,
     signaling: Signaling,
     /// The embedded TURN relay, when `turn.embedded` is on.
     relay: Option<Arc<Relay>>,
@@ -67,8 +70,20 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Ru
         secret: r.secret().clone(),
     });
     let ice = Arc::new(IceServers::new(&config, embedded_url));
-    let (layer, signaling) =
-        signal::build(config.clone(), sfu.clone(), metrics.clone(), clock, ice);
+    let access = Access::new(&config).map_err(|e| anyhow::anyhow!("auth: {e}"))?;
+    let (layer, signaling) = signal::build(
+        config.clone(),
+        sfu.clone(),
+        metrics.clone(),
+        clock,
+        ice,
+        access.clone(),
+    );
+    let admin = crate::admin::router(
+        config.auth.admin_key.clone(),
+        signaling.rooms(),
+        access.clone(),
+    );
     let static_dir = Some(config.server.static_dir.trim())
         .filter(|d| !d.is_empty())
         .map(PathBuf::from);
@@ -94,6 +109,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Ru
         static_dir,
         admission.clone(),
         metrics_access,
+        admin,
     );
 
     let connections = Connections::default();
@@ -136,6 +152,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Ru
         sfu,
         admission,
         metrics_addr,
+        access,
         signaling,
         relay,
         connections,
@@ -231,6 +248,12 @@ fn open_file_limit() -> u64 {
 }
 
 impl RunningServer {
+    /// Puts the access rules (`[auth]`, `[rooms]`, `auth.rooms_dir`) of `config` in force, for
+    /// joins from now on; no one in a room is dropped. Other sections need a restart.
+    pub fn reload(&self, config: &Config) -> Result<(), crate::access::AccessError> {
+        self.access.reload(config)
+    }
+
     /// The URL a person opens, with `localhost` for wildcard and loopback addresses.
     pub fn url(&self) -> String {
         let ip = self.local_addr.ip();

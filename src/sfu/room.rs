@@ -112,6 +112,9 @@ pub struct Room {
     tracks: Vec<Track>,
     /// The current matrix: (subscriber, track) → since when.
     subscribed: BTreeMap<(ParticipantId, TrackKey), Instant>,
+    /// Muted mids of members, kept apart from `tracks` so a mute made before the track's
+    /// first packet, or one that outlives a republish on the same mid, still holds.
+    muted: std::collections::BTreeSet<TrackKey>,
 }
 
 impl Room {
@@ -134,6 +137,7 @@ impl Room {
             Event::Leave { id } => {
                 self.members.retain(|m| m.id != id);
                 self.tracks.retain(|t| t.key.0 != id);
+                self.muted.retain(|k| k.0 != id);
                 // The leaver's own subscriptions end with its connections: nothing to report.
                 self.subscribed.retain(|(s, _), _| *s != id);
                 self.forget_wants_for_gone_tracks();
@@ -158,11 +162,12 @@ impl Room {
                         now,
                     );
                 }
+                let muted = self.muted.contains(&key);
                 self.tracks.push(Track {
                     key,
                     kind,
                     source,
-                    muted: false,
+                    muted,
                     published_at: now,
                 });
                 actions.extend(self.reconcile(now));
@@ -174,6 +179,14 @@ impl Room {
                 self.forget_wants_for_gone_tracks();
             }
             Event::Mute { track, muted } => {
+                if !self.is_member(&track.0) {
+                    return Vec::new();
+                }
+                if muted {
+                    self.muted.insert(track.clone());
+                } else {
+                    self.muted.remove(&track);
+                }
                 if let Some(t) = self.tracks.iter_mut().find(|t| t.key == track) {
                     t.muted = muted;
                 }

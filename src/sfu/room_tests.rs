@@ -333,3 +333,22 @@ fn matrix_stays_consistent_over_many_events() {
         }
     }
 }
+
+#[test]
+fn a_mute_made_before_the_first_packet_or_across_a_republish_holds() {
+    let mut sim = Sim::new();
+    sim.join("a");
+    sim.join("b");
+    // A moderator's mute can land between the offer and the track's first packet.
+    assert!(sim.mute("a", "0", true).is_empty());
+    assert!(sim.publish("a", "0").is_empty(), "published muted");
+    // A republish on the same mid (renegotiation) stays muted too.
+    sim.unpublish("a", "0");
+    assert!(sim.publish("a", "0").is_empty());
+    assert_eq!(sim.mute("a", "0", false), vec![sub("b", "a", "0")]);
+    // A leaver's mutes go with it.
+    sim.mute("a", "0", true);
+    sim.leave("a");
+    sim.join("a");
+    assert_eq!(sim.publish("a", "0"), vec![sub("b", "a", "0")]);
+}

@@ -16,7 +16,9 @@ use std::time::Duration;
 use serde::Serialize;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::{SendError, SocketError};
-use tokio::sync::{mpsc, oneshot};
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -26,7 +28,7 @@ use super::protocol::{
 };
 use super::room_table::Evict;
 use super::session::{Conn, Replier};
-use crate::sfu::{Participant, Sfu, SfuError, SfuEvent};
+use crate::sfu::{Participant, PublishedTrack, Sfu, SfuError, SfuEvent, Source};
 
 /// SFU events buffered towards one participant's relay task.
 const EVENTS: usize = 64;
@@ -66,6 +68,9 @@ struct Job {
 /// A joined member's media: its worker (which owns the SFU participant) and its relay.
 pub(crate) struct Media {
     jobs: mpsc::Sender<Job>,
+    /// The sources whose tracks the SFU must not forward (a moderator's mute, or a role that
+    /// may not publish them); the worker applies every change to the member's tracks.
+    blocked: watch::Sender<BTreeSet<Source>>,
     stop: oneshot::Sender<()>,
     worker: JoinHandle<Participant>,
     relay: JoinHandle<()>,
@@ -92,9 +97,11 @@ impl Media {
         let relay = tokio::spawn(relay(reply.socket.clone(), id.to_string(), rx, evict));
         let (jobs, queue) = mpsc::channel(JOBS);
         let (stop, stopped) = oneshot::channel();
-        let worker = tokio::spawn(work(participant, queue, stopped, reply));
+        let (blocked, blocks) = watch::channel(BTreeSet::new());
+        let worker = tokio::spawn(work(participant, queue, stopped, reply, blocks));
         Some(Self {
             jobs,
+            blocked,
             stop,
             worker,
             relay,
@@ -119,6 +126,15 @@ impl Media {
         }
     }
 
+    /// Blocks exactly `sources` from now on (their tracks are forwarded to no one).
+    pub fn block(&self, sources: BTreeSet<Source>) {
+        self.blocked.send_if_modified(|b| {
+            let changed = *b != sources;
+            *b = sources;
+            changed
+        });
+    }
+
     /// Stops the worker (answering what it had not done), removes the participant from the SFU
     /// and ends the relay, in that order, before returning.
     pub async fn stop(self) {
@@ -137,15 +153,25 @@ async fn work(
     mut queue: mpsc::Receiver<Job>,
     mut stop: oneshot::Receiver<()>,
     reply: Replier,
+    mut blocked: watch::Receiver<BTreeSet<Source>>,
 ) -> Participant {
+    let mut mutes = Mutes::default();
     loop {
         let job = tokio::select! {
             biased;
             _ = &mut stop => break,
+            Ok(()) = blocked.changed() => {
+                mutes.apply(&participant, &blocked.borrow_and_update());
+                continue;
+            }
             job = queue.recv() => match job {
                 Some(job) => job,
                 None => break,
             },
+        };
+        let offered = match &job.event {
+            MediaEvent::PublishOffer(offer) => Some(offer.tracks.clone()),
+            _ => None,
         };
         let name = job.event.name();
         tokio::select! {
@@ -155,7 +181,13 @@ async fn work(
                 break;
             }
             result = run(&participant, &reply.socket, job.event) => match result {
-                Ok(()) => Conn::<()>::ok(job.ack),
+                Ok(()) => {
+                    if let Some(tracks) = offered {
+                        mutes.tracks = tracks;
+                        mutes.apply(&participant, &blocked.borrow());
+                    }
+                    Conn::<()>::ok(job.ack)
+                }
                 Err(e) => reply.refuse(sfu_error(name, &e), job.ack),
             },
         }
@@ -165,6 +197,28 @@ async fn work(
         reply.answer(left(job.event.name()), job.ack);
     }
     participant
+}
+
+/// The member's declared tracks and which of their mids the SFU was told to mute.
+#[derive(Default)]
+struct Mutes {
+    tracks: Vec<PublishedTrack>,
+    muted: BTreeMap<String, bool>,
+}
+
+impl Mutes {
+    /// Tells the SFU every change of a track's muting under `blocked`.
+    fn apply(&mut self, p: &Participant, blocked: &BTreeSet<Source>) {
+        for t in &self.tracks {
+            let mute = blocked.contains(&t.source);
+            // An unmuted track was never muted: only changes are sent.
+            let was = self.muted.get(&t.mid).copied().unwrap_or(false);
+            if mute != was {
+                p.set_muted(&t.mid, mute);
+                self.muted.insert(t.mid.clone(), mute);
+            }
+        }
+    }
 }
 
 /// One SFU call. The publisher's answer is emitted before the event is acknowledged.

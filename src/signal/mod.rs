@@ -7,11 +7,13 @@
 //! - `limits`: the pure rate/strike gate and the name rules.
 //! - `tutorial`: namespace `/`. `rooms`: namespace `/rooms` (sessions); `room_table`: the rooms
 //!   and their members; `budget`: the pure byte budget of room chat. `media`: each member's SFU
-//!   worker and relay.
+//!   worker and relay. `moderation`: the `moderate` event's actions on the room table, and
+//!   the listing and actions the admin API ([`Rooms`]) uses.
 
 mod budget;
 mod limits;
 mod media;
+pub mod moderation;
 pub mod protocol;
 mod room_table;
 mod rooms;
@@ -57,6 +59,28 @@ pub fn parse_event(
 pub struct Signaling {
     io: SocketIo,
     ctx: Arc<session::Ctx>,
+    rooms: Arc<rooms::Rooms>,
+}
+
+/// What the admin API may see and do of `/rooms`.
+#[derive(Clone)]
+pub struct RoomsHandle(Arc<rooms::Rooms>);
+
+impl RoomsHandle {
+    /// Every room, its members and their declared tracks.
+    pub fn list(&self) -> Vec<moderation::RoomSnapshot> {
+        self.0.table.snapshot()
+    }
+
+    /// Applies a moderation action as the server (announced with `by: ""`).
+    pub fn moderate(
+        &self,
+        room: &str,
+        action: &protocol::Moderate,
+    ) -> Result<(), protocol::SignalError> {
+        let policy = self.0.access.policy(room);
+        self.0.table.moderate(room, None, &policy, action)
+    }
 }
 
 /// Builds the Socket.IO layer with every namespace and handler installed.
@@ -66,6 +90,7 @@ pub fn build(
     metrics: Arc<Metrics>,
     clock: Clock,
     ice: Arc<IceServers>,
+    access: Arc<crate::access::Access>,
 ) -> (SocketIoLayer, Signaling) {
     // The transport lets a few oversized payloads through so they can be refused politely with
     // `payload_too_large`; far bigger ones close the connection at the Engine.IO layer.
@@ -98,11 +123,9 @@ pub fn build(
         "/",
         session::Connector(tutorial::Tutorial::new(ctx.clone())),
     );
-    io.ns(
-        ROOMS_NAMESPACE,
-        session::Connector(rooms::Rooms::new(ctx.clone(), sfu, ice)),
-    );
-    (layer, Signaling { io, ctx })
+    let rooms = rooms::Rooms::new(ctx.clone(), sfu, ice, access);
+    io.ns(ROOMS_NAMESPACE, session::Connector(rooms.clone()));
+    (layer, Signaling { io, ctx, rooms })
 }
 
 /// Attachments per binary event, and their bytes, that are read before being refused.
@@ -116,6 +139,11 @@ pub const MAX_ATTACHMENTS: usize = 1;
 pub const MAX_ATTACHMENT_BYTES: usize = 1024;
 
 impl Signaling {
+    /// The rooms, for the admin API.
+    pub fn rooms(&self) -> RoomsHandle {
+        RoomsHandle(self.rooms.clone())
+    }
+
     /// First step of server shutdown: refuses new sockets, tells every connected client
     /// (`error {code: "server_shutdown"}`), disconnects it from its namespace, and waits until
     /// each session has cleaned up.

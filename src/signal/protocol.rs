@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::access::Role;
 use crate::config::IceServer;
-use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, TrackInfo};
+use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, Source, TrackInfo};
 
 /// Why an event was refused. Serialized as the snake_case `code` of an `error` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,6 +35,54 @@ pub enum ErrorCode {
     NoPendingOffer,
     MediaError,
     ServerShutdown,
+    // Access (docs/protocol.md, "Access and roles").
+    TokenRequired,
+    TokenTooLarge,
+    TokenMalformed,
+    TokenAlgorithm,
+    TokenUnknownKey,
+    TokenSignature,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenWrongRoom,
+    PasswordRequired,
+    PasswordWrong,
+    PasswordRateLimited,
+    RoomLocked,
+    Banned,
+    PublishDenied,
+    ChatDisabled,
+    NotModerator,
+    UnmuteDenied,
+    UnknownParticipant,
+    Removed,
+    RoomEnded,
+}
+
+impl From<crate::access::Denial> for ErrorCode {
+    fn from(d: crate::access::Denial) -> Self {
+        use crate::access::{Denial as D, TokenError as T};
+        match d {
+            D::TokenRequired => Self::TokenRequired,
+            D::Token(T::TooLarge) => Self::TokenTooLarge,
+            D::Token(T::Malformed) => Self::TokenMalformed,
+            D::Token(T::WrongAlgorithm) => Self::TokenAlgorithm,
+            D::Token(T::UnknownKey) => Self::TokenUnknownKey,
+            D::Token(T::BadSignature) => Self::TokenSignature,
+            D::Token(T::Expired) => Self::TokenExpired,
+            D::Token(T::NotYetValid) => Self::TokenNotYetValid,
+            D::Token(T::WrongRoom) => Self::TokenWrongRoom,
+            D::PasswordRequired => Self::PasswordRequired,
+            D::PasswordWrong => Self::PasswordWrong,
+            D::PasswordRateLimited => Self::PasswordRateLimited,
+            D::RoomLocked => Self::RoomLocked,
+            D::Banned => Self::Banned,
+            D::PublishDenied(_) => Self::PublishDenied,
+            D::ChatDisabled => Self::ChatDisabled,
+            D::NotModerator => Self::NotModerator,
+            D::UnmuteDenied => Self::UnmuteDenied,
+        }
+    }
 }
 
 /// The one `error` event: `{code, message, event}`. `event` names the refused event.
@@ -46,6 +95,11 @@ pub struct SignalError {
 }
 
 impl SignalError {
+    /// The refusal of `event` for an access reason (its message never shows a secret).
+    pub fn denied(event: &str, d: crate::access::Denial) -> Self {
+        Self::new(d.into(), event, d.to_string())
+    }
+
     pub fn new(code: ErrorCode, event: &str, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -271,6 +325,12 @@ fn raw_kind(raw: &RawValue) -> &'static str {
 pub struct JoinRequest {
     pub room: String,
     pub name: String,
+    /// An access token (also accepted in the Socket.IO `auth` payload).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The room's password, when it has one and no token is given.
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// What a member shows the others. Every flag starts false.
@@ -318,6 +378,60 @@ pub struct JoinAck<'a> {
     pub room: &'a str,
     pub members: Vec<MemberView>,
     pub ice_servers: &'a [IceServer],
+    /// The joiner's role, and what the room allows: the page shows controls accordingly.
+    pub role: Role,
+    pub name: &'a str,
+    pub policy: PolicyView,
+}
+
+/// The parts of a room's policy a member's page needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyView {
+    pub chat: bool,
+    pub publish: crate::access::policy::Publishers,
+    pub self_unmute: bool,
+    pub locked: bool,
+}
+
+/// `moderate {action, ...}`: one moderation action. All but `unmute` of oneself need the
+/// moderator role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Moderate {
+    /// Stop forwarding member `id`'s tracks of `source`.
+    Mute {
+        id: String,
+        source: Source,
+    },
+    /// Lift such a mute (a member may lift its own if the room allows).
+    Unmute {
+        id: String,
+        source: Source,
+    },
+    /// Remove member `id`; with `ban`, it may not come back while the room lasts.
+    Remove {
+        id: String,
+        #[serde(default)]
+        ban: bool,
+    },
+    Lock,
+    Unlock,
+    /// Remove everyone; the room is gone.
+    End,
+    /// Promote or demote member `id`.
+    SetRole {
+        id: String,
+        role: Role,
+    },
+}
+
+/// `moderated {action, by, ...}` to every member: what a moderator did. `by` is empty when it
+/// was the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Moderated<'a> {
+    #[serde(flatten)]
+    pub action: &'a Moderate,
+    pub by: &'a str,
 }
 
 #[derive(Debug, Serialize)]

@@ -18,21 +18,23 @@
 //! a wrong member list from then on; it is evicted instead: told through its session's eviction
 //! channel, which removes it in order like a `leave`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::FutureExt;
 use serde::Serialize;
 use socketioxide::extract::SocketRef;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::budget::ByteBudget;
 use super::protocol::{
     ErrorCode, Left, MemberState, MemberView, RoomMessageOut, SignalError, StateUpdate, Updated,
 };
+use crate::access::{Denial, Role};
 use crate::config::SignalingConfig;
 use crate::metrics::{GaugeGuard, Metrics};
+use crate::sfu::{PublishedTrack, Source};
 use crate::sync::lock;
 
 /// Why a session must drop its membership without having asked to: the `error` to send it.
@@ -41,12 +43,22 @@ pub(crate) type Eviction = SignalError;
 /// Where evictions of one membership are sent; capacity 1 is enough, one eviction suffices.
 pub(crate) type Evict = mpsc::Sender<Eviction>;
 
-struct Member {
-    id: String,
-    name: String,
-    state: MemberState,
-    socket: SocketRef,
-    evict: Evict,
+pub(super) struct Member {
+    pub id: String,
+    pub name: String,
+    pub state: MemberState,
+    pub socket: SocketRef,
+    pub evict: Evict,
+    /// Authoritative: moderation changes it here, and the member's session hears of it
+    /// through `control`.
+    pub role: Role,
+    /// What a ban of this member bans: its token identity, else its address.
+    pub ban_keys: Vec<String>,
+    /// Sources a moderator muted.
+    pub forced: BTreeSet<Source>,
+    /// Tracks it declared in its last accepted `publish_offer` (for the admin API).
+    pub tracks: Vec<PublishedTrack>,
+    pub control: Control,
     _gauge: GaugeGuard,
 }
 
@@ -60,31 +72,55 @@ impl Member {
     }
 }
 
-struct RoomState {
+pub(super) struct RoomState {
     /// In joining order.
-    members: Vec<Member>,
-    /// Set by the leave that emptied the room, which also took it out of the table.
-    removed: bool,
+    pub members: Vec<Member>,
+    /// Set by the leave that emptied the room (or the `end` that closed it), which also took it
+    /// out of the table.
+    pub removed: bool,
     chat: ByteBudget,
+    /// A moderator's lock or unlock; `None` = as the room's policy says.
+    pub locked: Option<bool>,
+    /// Ban keys (see [`Member::ban_keys`]) refused for the room's lifetime.
+    pub banned: HashSet<String>,
 }
 
-struct Room {
-    state: Mutex<RoomState>,
+pub(super) struct Room {
+    pub state: Mutex<RoomState>,
     _gauge: GaugeGuard,
 }
 
-/// Who joins: its socket, its id as the others see it, its display name.
+/// What a member's session is told of its own restrictions (its role, its muted sources);
+/// a `watch`, so it always holds the latest and is never full.
+pub(crate) type Control = watch::Sender<Restrictions>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Restrictions {
+    pub role: Role,
+    pub forced: BTreeSet<Source>,
+}
+
+/// Who joins: its socket, its id as the others see it, its display name, its role.
 pub(crate) struct Joiner<'a> {
     pub socket: &'a SocketRef,
     pub id: &'a str,
     pub name: &'a str,
     pub evict: Evict,
+    pub role: Role,
+    pub ban_keys: Vec<String>,
+    pub control: Control,
+}
+
+/// The room policy's part in a join: its member cap and whether it is locked.
+pub(crate) struct Door {
+    pub cap: usize,
+    pub locked: bool,
 }
 
 pub(crate) struct RoomTable {
-    limits: SignalingConfig,
+    pub(super) limits: SignalingConfig,
     metrics: Arc<Metrics>,
-    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    pub(super) rooms: Mutex<HashMap<String, Arc<Room>>>,
 }
 
 impl RoomTable {
@@ -102,7 +138,8 @@ impl RoomTable {
         &self,
         room: &str,
         who: Joiner<'_>,
-        welcome: impl FnOnce(Vec<MemberView>),
+        door: &Door,
+        welcome: impl FnOnce(Vec<MemberView>, bool),
     ) -> Result<(), SignalError> {
         loop {
             let entry = self.find_or_create(room)?;
@@ -111,14 +148,19 @@ impl RoomTable {
                 // Emptied and taken out of the table since we found it: look again.
                 continue;
             }
-            if st.members.len() >= self.limits.max_members_per_room {
+            if who.ban_keys.iter().any(|k| st.banned.contains(k)) {
+                return Err(SignalError::denied("join", Denial::Banned));
+            }
+            let locked = st.locked.unwrap_or(door.locked);
+            if locked && !who.role.may_moderate() {
+                return Err(SignalError::denied("join", Denial::RoomLocked));
+            }
+            let cap = door.cap.min(self.limits.max_members_per_room);
+            if st.members.len() >= cap {
                 return Err(SignalError::new(
                     ErrorCode::RoomFull,
                     "join",
-                    format!(
-                        "room {room:?} has {} members, the limit",
-                        self.limits.max_members_per_room
-                    ),
+                    format!("room {room:?} has {cap} members, the limit"),
                 ));
             }
             let me = Member {
@@ -127,6 +169,11 @@ impl RoomTable {
                 state: MemberState::default(),
                 socket: who.socket.clone(),
                 evict: who.evict,
+                role: who.role,
+                ban_keys: who.ban_keys,
+                forced: BTreeSet::new(),
+                tracks: Vec::new(),
+                control: who.control,
                 _gauge: GaugeGuard::new(&self.metrics, |m| &m.participants),
             };
             let before: Vec<MemberView> = st.members.iter().map(Member::view).collect();
@@ -134,7 +181,7 @@ impl RoomTable {
             st.members.push(me);
             // Also a socketioxide room, so a chat line is encoded once for all recipients.
             who.socket.join(room.to_string());
-            welcome(before);
+            welcome(before, locked);
             return Ok(());
         }
     }
@@ -155,6 +202,8 @@ impl RoomTable {
             state: Mutex::new(RoomState {
                 members: Vec::new(),
                 removed: false,
+                locked: None,
+                banned: HashSet::new(),
                 chat: ByteBudget::new(
                     self.limits.room_chat_bytes_per_second,
                     self.limits.room_chat_burst_bytes,
@@ -167,18 +216,22 @@ impl RoomTable {
         Ok(created)
     }
 
-    fn get(&self, room: &str) -> Option<Arc<Room>> {
+    pub(super) fn get(&self, room: &str) -> Option<Arc<Room>> {
         lock(&self.rooms).get(room).cloned()
     }
 
     /// Removes member `id` from `room` and tells the others; the last one out removes the room.
     pub fn leave(&self, room: &str, id: &str, socket: &SocketRef) {
+        socket.leave(room.to_string());
         let Some(entry) = self.get(room) else {
             return;
         };
         let mut st = lock(&entry.state);
+        let before = st.members.len();
         st.members.retain(|m| m.id != id);
-        socket.leave(room.to_string());
+        if st.members.len() == before {
+            return; // Not (or no longer) a member of the room of that name: an ended room.
+        }
         fan_out(&st.members, "", "left", &Left { id });
         if st.members.is_empty() && !st.removed {
             st.removed = true;
@@ -251,7 +304,12 @@ impl RoomTable {
 
 /// Queues `event` on every member's socket but `except`'s. A member whose socket is full is
 /// evicted: it has missed a change and could never catch up.
-fn fan_out<T: Serialize + ?Sized>(members: &[Member], except: &str, event: &str, data: &T) {
+pub(super) fn fan_out<T: Serialize + ?Sized>(
+    members: &[Member],
+    except: &str,
+    event: &str,
+    data: &T,
+) {
     for m in members.iter().filter(|m| m.id != except) {
         if let Err(e) = m.socket.emit(event, data) {
             if !m.socket.connected() {

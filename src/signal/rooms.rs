@@ -19,17 +19,19 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use serde_json::Value as Json;
 use socketioxide::extract::AckSender;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::limits::{check_display_name, check_room_name};
 use super::media::{Media, MediaEvent};
 use super::protocol::{
-    clock, nothing, object, ErrorCode, JoinAck, JoinRequest, RoomMessage, RoomMessageOut,
-    SignalError, StateUpdate,
+    clock, nothing, object, ErrorCode, JoinAck, JoinRequest, Moderate, PolicyView, RoomMessage,
+    RoomMessageOut, SignalError, StateUpdate,
 };
-use super::room_table::{Eviction, Joiner, RoomTable};
+use super::room_table::{Door, Eviction, Joiner, Restrictions, RoomTable};
 use super::session::{Conn, Ctx, Inbound, Replier, Service};
-use crate::sfu::Sfu;
+use crate::access::policy::{permits, Action};
+use crate::access::{Access, Credentials, Denial, Role};
+use crate::sfu::{Sfu, Source};
 use crate::turn::IceServers;
 
 pub(crate) enum RoomEvent {
@@ -38,6 +40,7 @@ pub(crate) enum RoomEvent {
     State(StateUpdate),
     Message(RoomMessage),
     Media(MediaEvent),
+    Moderate(Moderate),
 }
 
 impl RoomEvent {
@@ -48,6 +51,7 @@ impl RoomEvent {
             RoomEvent::State(_) => "state",
             RoomEvent::Message(_) => "message",
             RoomEvent::Media(m) => m.name(),
+            RoomEvent::Moderate(_) => "moderate",
         }
     }
 }
@@ -60,25 +64,34 @@ struct Joined {
     media: Option<Media>,
     /// Evictions of this membership (one channel per membership, so none outlives it).
     evicted: mpsc::Receiver<Eviction>,
+    /// Its role and moderator mutes, as the room table changes them.
+    control: watch::Receiver<Restrictions>,
     reply: Replier,
+}
+
+enum Told {
+    Evicted(Eviction),
+    Restricted,
 }
 
 pub(crate) struct Rooms {
     ctx: Arc<Ctx>,
     sfu: Sfu,
-    table: RoomTable,
+    pub(super) table: RoomTable,
+    pub(super) access: Arc<Access>,
     /// Each joiner's `ice_servers` (fresh TURN credentials per participant).
     ice: Arc<IceServers>,
 }
 
 impl Rooms {
-    pub fn new(ctx: Arc<Ctx>, sfu: Sfu, ice: Arc<IceServers>) -> Arc<Self> {
+    pub fn new(ctx: Arc<Ctx>, sfu: Sfu, ice: Arc<IceServers>, access: Arc<Access>) -> Arc<Self> {
         let table = RoomTable::new(ctx.config.signaling.clone(), ctx.metrics.clone());
         Arc::new(Self {
             ctx,
             sfu,
             table,
             ice,
+            access,
         })
     }
 
@@ -88,20 +101,34 @@ impl Rooms {
         }
         let mut joined: Option<Joined> = None;
         loop {
-            let evicted = async {
-                match joined.as_mut() {
-                    Some(j) => j.evicted.recv().await,
-                    None => std::future::pending().await,
+            // What the membership hears from the room table: an eviction, or a change of
+            // its role or mutes (a closed watch means the room is gone: the eviction follows).
+            let told = async {
+                let Some(j) = joined.as_mut() else {
+                    return std::future::pending().await;
+                };
+                tokio::select! {
+                    biased;
+                    Some(err) = j.evicted.recv() => Told::Evicted(err),
+                    Ok(()) = j.control.changed() => Told::Restricted,
+                    else => std::future::pending().await,
                 }
             };
             tokio::select! {
                 biased;
-                Some(err) = evicted => {
-                    if let Some(j) = joined.take() {
-                        self.leave(j).await;
+                told = told => match told {
+                    Told::Evicted(err) => {
+                        if let Some(j) = joined.take() {
+                            self.leave(j).await;
+                        }
+                        conn.answer(err, None);
                     }
-                    conn.answer(err, None);
-                }
+                    Told::Restricted => {
+                        if let Some(j) = joined.as_mut() {
+                            self.restrict(j);
+                        }
+                    }
+                },
                 inbound = conn.next() => match inbound {
                     Some(inbound) => self.handle(&conn, &mut joined, inbound).await,
                     None => break,
@@ -144,6 +171,9 @@ impl Rooms {
                 Conn::<RoomEvent>::ok(ack);
             }
             (RoomEvent::Message(m), Some(j)) => {
+                if let Err(d) = self.permits(j, Action::Chat) {
+                    return conn.answer(SignalError::denied(name, d), ack);
+                }
                 let time = clock();
                 let line = RoomMessageOut {
                     from: &j.id,
@@ -157,8 +187,27 @@ impl Rooms {
                     Err(err) => conn.answer(err, ack),
                 }
             }
+            (RoomEvent::Moderate(action), Some(j)) => {
+                let policy = self.access.policy(&j.room);
+                match self.table.moderate(&j.room, Some(&j.id), &policy, &action) {
+                    Ok(()) => Conn::<RoomEvent>::ok(ack),
+                    Err(err) => conn.answer(err, ack),
+                }
+            }
             (RoomEvent::Media(event), Some(j)) => match &j.media {
-                Some(media) => media.submit(&j.reply, event, ack),
+                Some(media) => {
+                    if let MediaEvent::PublishOffer(offer) = &event {
+                        let denied = offer
+                            .tracks
+                            .iter()
+                            .find_map(|t| self.permits(j, Action::Publish(t.source)).err());
+                        if let Some(d) = denied {
+                            return conn.answer(SignalError::denied(name, d), ack);
+                        }
+                        self.table.set_tracks(&j.room, &j.id, offer.tracks.clone());
+                    }
+                    media.submit(&j.reply, event, ack)
+                }
                 None => {
                     let message = "media is unavailable for this member";
                     conn.refuse(SignalError::new(ErrorCode::MediaError, name, message), ack);
@@ -184,46 +233,125 @@ impl Rooms {
             conn.refuse(err, ack);
             return None;
         }
-        let name = req.name.trim().to_string();
+        let creds = Credentials {
+            token: req.token.as_deref().or(conn.auth_token.as_deref()),
+            password: req.password.as_deref(),
+            ip: conn.client,
+        };
+        let admitted = match self
+            .access
+            .admit(&req.room, creds, self.ctx.clock.now())
+            .await
+        {
+            Ok(a) => a,
+            Err(d) => {
+                // A wrong password or token is answered without a strike: the limiter of
+                // guesses is the password's own; the reason logged never holds the secret.
+                tracing::info!(room = %req.room, participant = %conn.id(), reason = %d, "join refused");
+                conn.answer(SignalError::denied("join", d), ack);
+                return None;
+            }
+        };
+        let name = match &admitted.name {
+            Some(fixed) => fixed.clone(),
+            None => req.name.trim().to_string(),
+        };
         let id = conn.id();
         let room = req.room;
+        let policy = self.access.policy(&room);
         let (evict, evicted) = mpsc::channel(1);
+        let (control, restrictions) = watch::channel(Restrictions {
+            role: admitted.role,
+            forced: Default::default(),
+        });
+        let mut ban_keys: Vec<String> = admitted
+            .identity
+            .iter()
+            .map(|i| format!("id:{i}"))
+            .collect();
+        if ban_keys.is_empty() {
+            ban_keys.extend(conn.client.map(|ip| format!("ip:{ip}")));
+        }
         let who = Joiner {
             socket: &conn.socket,
             id: &id,
             name: &name,
             evict: evict.clone(),
+            role: admitted.role,
+            ban_keys,
+            control,
+        };
+        let door = Door {
+            cap: policy.cap(self.ctx.config.signaling.max_members_per_room),
+            locked: policy.locked,
         };
         let mut ack = ack;
         let page_host = conn.socket.req_parts().headers.get(HOST);
         let ice_servers = self
             .ice
             .for_participant(&id, page_host.and_then(|h| h.to_str().ok()));
-        let welcome = |members| {
+        let welcome = |members, locked| {
             let reply = JoinAck {
                 id: &id,
                 room: &room,
                 members,
                 ice_servers: &ice_servers,
+                role: admitted.role,
+                name: &name,
+                policy: PolicyView {
+                    chat: policy.chat,
+                    publish: policy.publish,
+                    self_unmute: policy.self_unmute,
+                    locked,
+                },
             };
             Conn::<RoomEvent>::reply(ack.take(), &reply);
         };
-        if let Err(err) = self.table.join(&room, who, welcome) {
+        if let Err(err) = self.table.join(&room, who, &door, welcome) {
             // `welcome` was not called: the refusal answers the ack.
             conn.refuse(err, ack);
             return None;
         }
-        tracing::info!(room = %room, participant = %id, "joined");
+        tracing::info!(room = %room, participant = %id, role = admitted.role.as_str(), "joined");
         let reply = conn.replier();
         let media = Media::start(&self.sfu, reply.clone(), &id, &room, evict).await;
-        Some(Joined {
+        let mut joined = Joined {
             room,
             id,
             name,
             media,
             evicted,
+            control: restrictions,
             reply,
-        })
+        };
+        self.restrict(&mut joined);
+        Some(joined)
+    }
+
+    /// Whether member `j` may take `action` now (its role in the table, the room's policy).
+    fn permits(&self, j: &Joined, action: Action) -> Result<(), Denial> {
+        let role = self.table.role(&j.room, &j.id).unwrap_or(Role::Viewer);
+        permits(role, &self.access.policy(&j.room), action)
+    }
+
+    /// Blocks the member's sources its role may not publish or a moderator muted.
+    fn restrict(&self, j: &mut Joined) {
+        let Restrictions { role, forced } = j.control.borrow_and_update().clone();
+        let policy = self.access.policy(&j.room);
+        let mut blocked = forced;
+        for source in [
+            Source::Camera,
+            Source::Microphone,
+            Source::Screen,
+            Source::ScreenAudio,
+        ] {
+            if permits(role, &policy, Action::Publish(source)).is_err() {
+                blocked.insert(source);
+            }
+        }
+        if let Some(media) = &j.media {
+            media.block(blocked);
+        }
     }
 
     async fn leave(&self, joined: Joined) {
@@ -250,6 +378,7 @@ impl Service for Rooms {
                 RoomEvent::Media(MediaEvent::SubscribeAnswer(object(event, args)?))
             }
             "candidate" => RoomEvent::Media(MediaEvent::Candidate(object(event, args)?)),
+            "moderate" => RoomEvent::Moderate(object(event, args)?),
             "restart_ice" => RoomEvent::Media(MediaEvent::RestartIce(object(event, args)?)),
             _ => {
                 return Err(SignalError::new(

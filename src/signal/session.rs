@@ -120,9 +120,9 @@ impl<S: Service> ConnectHandler<socketioxide::adapter::LocalAdapter, ViaConnecto
     fn call_middleware<'a>(
         &'a self,
         s: Arc<Socket>,
-        _auth: &'a Option<Value>,
+        auth: &'a Option<Value>,
     ) -> MiddlewareFuture<'a> {
-        let admitted = self.admit(s);
+        let admitted = self.admit(s, auth.as_ref());
         Box::pin(async move { admitted.map_err(|e| Box::new(e) as Box<dyn Display + Send>) })
     }
 }
@@ -211,8 +211,14 @@ fn public_id() -> String {
 }
 
 impl<S: Service> Connector<S> {
-    fn admit(&self, s: Arc<Socket>) -> Result<(), Refused> {
+    fn admit(&self, s: Arc<Socket>, auth: Option<&Value>) -> Result<(), Refused> {
         let ctx = self.0.ctx().clone();
+        let auth_token = auth_token(auth, ctx.config.signaling.max_message_bytes);
+        let client = s
+            .req_parts()
+            .extensions
+            .get::<Arc<crate::admission::SessionTicket>>()
+            .map(|t| t.ip());
         if ctx.closing.load(Ordering::Relaxed) {
             return Err(Refused::ShuttingDown);
         }
@@ -263,6 +269,8 @@ impl<S: Service> Connector<S> {
             done: done_tx,
             gauge: Some(gauge),
             seat,
+            client,
+            auth_token,
         };
         tokio::spawn(self.0.clone().run(conn));
         Ok(())
@@ -398,6 +406,22 @@ impl Front {
     }
 }
 
+/// The `token` string of a Socket.IO `auth` payload `{token: "..."}`. A payload bigger than an
+/// event may be is not read (a token that long would be refused anyway).
+fn auth_token(auth: Option<&Value>, max: usize) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Auth {
+        token: Option<String>,
+    }
+    let Some(Value::Str(text, _)) = auth else {
+        return None;
+    };
+    if text.len() > max {
+        return None;
+    }
+    serde_json::from_str::<Auth>(text.as_str()).ok()?.token
+}
+
 /// The arguments of an event from its wire text `["event", args...]`, as JSON values.
 pub(crate) fn json_args(event: &str, text: &str) -> Result<Vec<Json>, SignalError> {
     match serde_json::from_str::<Vec<Json>>(text) {
@@ -424,6 +448,10 @@ pub(crate) struct Conn<E> {
     done: watch::Sender<bool>,
     gauge: Option<GaugeGuard>,
     seat: Option<Seat>,
+    /// The client's address (as admitted: behind a trusted proxy, the one it names).
+    pub client: Option<std::net::IpAddr>,
+    /// The `token` of the Socket.IO `auth` payload, if the client sent one.
+    pub auth_token: Option<String>,
 }
 
 impl<E> Conn<E> {

@@ -8,6 +8,7 @@ import { Session } from './session.js';
 import { StatsMonitor } from './stats.js';
 import { initials, hueFor } from './util.js';
 import { Chat } from './chat.js';
+import { ModeratorPanel, askPassword, describeModeration, wantsPassword } from './access.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -133,13 +134,35 @@ function join() {
 
 // ---- the meeting -------------------------------------------------------------------------
 
+// An invitation link carries `?token=`; it stays in memory, out of the address bar.
+const token = params.get('token');
+let password = null;
+
 function enterRoom(room, name) {
   $('lobby').hidden = true;
   $('goodbye').hidden = true;
   $('meeting').hidden = false;
   $('room-title').textContent = room;
   document.title = `${room} · sfu-lite`;
-  session = new Session({ room, name, media, view, lowres, log: (m) => console.warn(`sfu-lite: ${m}`) });
+  session = new Session({ room, name, media, view, lowres, token, password, log: (m) => console.warn(`sfu-lite: ${m}`) });
+  const panel = new ModeratorPanel(session, $('meeting'));
+  session.addEventListener('joined-room', (e) => {
+    panel.clear();
+    panel.setRole(e.detail.role);
+    for (const m of e.detail.members) panel.upsert(m);
+  });
+  session.addEventListener('member', (e) => panel.upsert(e.detail));
+  session.addEventListener('member-left', (e) => panel.remove(e.detail.id));
+  session.addEventListener('moderated', (e) => {
+    const m = e.detail;
+    if (m.action === 'set_role' && m.id === session.id) panel.setRole(m.role);
+    const line = describeModeration(m, session.id);
+    if (line) {
+      $('meeting').dataset.moderated = m.action;
+      toast(line);
+    }
+    renderControls();
+  });
   session.addEventListener('status', (e) => onStatus(e.detail));
   session.addEventListener('chat', (e) => chat.receive(e.detail));
   session.addEventListener('problem', (e) => toast(e.detail?.message ?? 'The server refused a request.'));
@@ -156,7 +179,18 @@ function onStatus({ state, text }) {
     media.stopAll(); // the camera light goes out when we leave
     showGoodbye('You left the meeting', '');
   }
-  else if (state === 'failed') showGoodbye('Could not join', text);
+  else if (state === 'failed') {
+    const failure = session?.failure;
+    if (wantsPassword(failure)) {
+      showGoodbye('This room is protected', failure.code === 'password_required' ? '' : text);
+      askPassword($('goodbye').querySelector('section'), failure, (given) => {
+        password = given;
+        enterRoom(session.room, session.name);
+      });
+    } else if (failure?.code === 'removed' || failure?.code === 'room_ended') {
+      showGoodbye(failure.code === 'removed' ? 'You were removed' : 'The meeting has ended', text);
+    } else showGoodbye('Could not join', text);
+  }
   else banner(text);
 }
 

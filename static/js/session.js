@@ -33,10 +33,13 @@ export class Session extends EventTarget {
   #sentState = '';
   #unhook;
 
-  constructor({ room, name, media, view, lowres = false, log = console.warn }) {
+  constructor({ room, name, media, view, lowres = false, log = console.warn, token = null, password = null }) {
     super();
-    Object.assign(this, { room, name, media, view, lowres, log });
+    Object.assign(this, { room, name, media, view, lowres, log, token, password });
+    this.role = null;
     this.socket = io('/rooms', {
+      // An invitation's token travels in the connection's auth payload.
+      ...(token ? { auth: { token } } : {}),
       autoConnect: false,
       reconnectionDelay: 500,
       reconnectionDelayMax: 5000,
@@ -73,6 +76,11 @@ export class Session extends EventTarget {
     this.#status('left', 'You left the meeting.');
   }
 
+  /** A moderation action (`docs/protocol.md`); a refusal arrives as a `problem`. */
+  moderate(action) {
+    this.socket.emit('moderate', action);
+  }
+
   sendChat(content) {
     this.socket.emit('message', { content });
   }
@@ -106,11 +114,23 @@ export class Session extends EventTarget {
       // A refusal by the server (e.g. too many connections) is not retried by socket.io itself.
       if (!s.active) this.#retryLater();
     });
-    s.on('joined', (m) => this.view.upsert(m));
-    s.on('left', ({ id }) => this.view.remove(id));
+    s.on('joined', (m) => {
+      this.view.upsert(m);
+      this.#tell('member', m);
+    });
+    s.on('left', ({ id }) => {
+      this.view.remove(id);
+      this.#tell('member-left', { id });
+    });
+    s.on('moderated', (m) => this.#moderated(m));
     s.on('updated', ({ id, state }) => this.view.setState(id, state));
     s.on('message', (m) => this.dispatchEvent(new CustomEvent('chat', { detail: m })));
     s.on('error', (e) => {
+      // A moderator removed us, or ended the meeting: no rejoin, the page says why.
+      if (e?.code === 'removed' || e?.code === 'room_ended') {
+        this.#fatal(e);
+        return;
+      }
       // The server dropped our media (ICE failed on its side, or never connected) and took us
       // out of the room, or it no longer knows us as a member: start over.
       if (this.id && (e?.event === 'media' || e?.code === 'not_in_room')) {
@@ -141,7 +161,9 @@ export class Session extends EventTarget {
     this.view.clearRemotes();
     let ack;
     try {
-      ack = await this.socket.timeout(JOIN_TIMEOUT_MS).emitWithAck('join', { room: this.room, name: this.name });
+      const request = { room: this.room, name: this.name };
+      if (this.password) request.password = this.password;
+      ack = await this.socket.timeout(JOIN_TIMEOUT_MS).emitWithAck('join', request);
     } catch {
       if (generation === this.#generation) this.#restart('The server did not answer the join. Retrying…');
       return;
@@ -152,6 +174,8 @@ export class Session extends EventTarget {
       return;
     }
     this.id = ack.id;
+    this.role = ack.role ?? null;
+    this.#tell('joined-room', { role: ack.role, policy: ack.policy, members: ack.members ?? [] });
     this.view.rekey(this.localKey, ack.id);
     this.localKey = ack.id;
     for (const m of ack.members ?? []) this.view.upsert(m);
@@ -284,8 +308,27 @@ export class Session extends EventTarget {
   #fatal(error) {
     this.#left = true;
     this.#end();
+    this.failure = error;
     this.#status('failed', error.message ?? 'The server refused to let us join.');
     this.#problem(error);
+  }
+
+  /** A moderator's action: ours to obey when it concerns us, and shown by the page. */
+  #moderated(m) {
+    if (m.id === this.id && m.action === 'mute') {
+      // The server has stopped forwarding it; muting here too keeps a later unmute from
+      // putting our microphone back on without us.
+      if (m.source === 'microphone') this.media.setAudioMuted(true);
+      if (m.source === 'camera') this.media.setVideoOn(false).catch(() => {});
+    }
+    if (m.id === this.id && m.action === 'set_role') {
+      this.role = m.role;
+    }
+    this.#tell('moderated', m);
+  }
+
+  #tell(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
   #problem(e) {

@@ -100,8 +100,27 @@ impl Client {
 
     /// [`Client::try_connect`] by URL, for a server already handed to `shutdown`.
     pub async fn try_connect_url(url: String, ns: &str) -> Client {
+        Self::try_connect_auth(url, ns, None).await
+    }
+
+    /// Connects to `/rooms` with this Socket.IO `auth` payload and waits for `connect`.
+    pub async fn rooms_with_auth(server: &RunningServer, auth: Value) -> Client {
+        let mut client = Self::try_connect_auth(base_url(server), "/rooms", Some(auth)).await;
+        let (event, payload) = client.next().await;
+        assert_eq!(
+            event, "connect",
+            "expected connect, got {event} {payload:?}"
+        );
+        client
+    }
+
+    /// [`Client::try_connect_url`] with an optional `auth` payload.
+    pub async fn try_connect_auth(url: String, ns: &str, auth: Option<Value>) -> Client {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut builder = ClientBuilder::new(url).namespace(ns).reconnect(false);
+        if let Some(auth) = auth {
+            builder = builder.auth(auth);
+        }
         for (event, name) in [
             (Event::Connect, "connect"),
             (Event::Close, "close"),
@@ -145,6 +164,16 @@ impl Client {
             .await
             .expect("an event within the wait bound")
             .expect("client channel open")
+    }
+
+    /// The next event named `event`, skipping any other; returns its arguments.
+    pub async fn skip_to(&mut self, event: &str) -> Vec<Value> {
+        loop {
+            let (name, args) = self.next().await;
+            if name == event {
+                return args;
+            }
+        }
     }
 
     /// The next event, which must be `event`; returns its arguments.
