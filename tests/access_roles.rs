@@ -21,15 +21,7 @@ const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
 
 fn keys_config() -> BTreeMap<String, KeyConfig> {
     let mut keys = BTreeMap::new();
-    keys.insert(
-        "main".to_string(),
-        KeyConfig {
-            alg: "HS256".into(),
-            secret: Secret(SECRET.into()),
-            public_key: String::new(),
-            public_key_file: String::new(),
-        },
-    );
+    keys.insert("main".to_string(), KeyConfig::hs256(SECRET));
     keys
 }
 

@@ -34,6 +34,18 @@ pub struct KeyConfig {
     pub public_key_file: String,
 }
 
+impl KeyConfig {
+    /// A shared-secret (HS256) key, as `sfu-lite token` and tests sign with.
+    pub fn hs256(secret: &str) -> Self {
+        Self {
+            alg: "HS256".into(),
+            secret: Secret(secret.into()),
+            public_key: String::new(),
+            public_key_file: String::new(),
+        }
+    }
+}
+
 /// What a token says, as signed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
@@ -266,15 +278,7 @@ mod tests {
 
     fn keys() -> Keys {
         let mut config = BTreeMap::new();
-        config.insert(
-            "main".to_string(),
-            KeyConfig {
-                alg: "HS256".into(),
-                secret: Secret(SECRET.into()),
-                public_key: String::new(),
-                public_key_file: String::new(),
-            },
-        );
+        config.insert("main".to_string(), KeyConfig::hs256(SECRET));
         Keys::from_config(&config, 0).unwrap()
     }
 
@@ -349,15 +353,7 @@ mod tests {
     #[test]
     fn weak_or_mismatched_keys_are_refused_at_load() {
         let mut config = BTreeMap::new();
-        config.insert(
-            "k".to_string(),
-            KeyConfig {
-                alg: "HS256".into(),
-                secret: Secret("short".into()),
-                public_key: String::new(),
-                public_key_file: String::new(),
-            },
-        );
+        config.insert("k".to_string(), KeyConfig::hs256("short"));
         assert!(Keys::from_config(&config, 0).is_err());
         config.get_mut("k").unwrap().alg = "none".into();
         assert!(Keys::from_config(&config, 0).is_err());

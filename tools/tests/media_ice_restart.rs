@@ -98,6 +98,18 @@ async fn room_event(obs: &mut Client) -> (String, Vec<serde_json::Value>) {
     }
 }
 
+/// An observer, then alice and bob, joined and exchanging media both ways.
+async fn meeting_of_two(server: &sfu_lite::server::RunningServer) -> (Client, Vec<HeadlessPeer>) {
+    let url = base_url(server);
+    let mut obs = observer(server).await;
+    let peers = vec![join(&url, "alice").await, join(&url, "bob").await];
+    for _ in 0..2 {
+        assert_eq!(room_event(&mut obs).await.0, "joined");
+    }
+    wait_for_media_between(&peers, 20, 20).await;
+    (obs, peers)
+}
+
 /// Lets the observer stand by without media for the whole test.
 fn patient_observer(c: &mut sfu_lite::config::Config) {
     c.media.connect_timeout_secs = 600;
@@ -116,13 +128,7 @@ async fn media_again(rx: &HeadlessPeer, tx: &HeadlessPeer, seen: u64, bound: Dur
 async fn participant_whose_udp_goes_dark_for_8_s_gets_media_again_as_the_same_participant() {
     init_tracing();
     let server = server_with(patient_observer).await;
-    let url = base_url(&server);
-    let mut obs = observer(&server).await;
-    let peers = vec![join(&url, "alice").await, join(&url, "bob").await];
-    for _ in 0..2 {
-        assert_eq!(room_event(&mut obs).await.0, "joined");
-    }
-    wait_for_media_between(&peers, 20, 20).await;
+    let (mut obs, peers) = meeting_of_two(&server).await;
     let (alice, bob) = (&peers[0], &peers[1]);
     let metrics = server.metrics.clone();
     let before = media_gauges(&metrics);
@@ -215,13 +221,7 @@ async fn participant_whose_udp_stays_dark_is_removed_after_ice_failed_timeout() 
         c.media.ice_failed_timeout_ms = FAILED.as_millis() as u64;
     })
     .await;
-    let url = base_url(&server);
-    let mut obs = observer(&server).await;
-    let peers = vec![join(&url, "alice").await, join(&url, "bob").await];
-    for _ in 0..2 {
-        assert_eq!(room_event(&mut obs).await.0, "joined");
-    }
-    wait_for_media_between(&peers, 20, 20).await;
+    let (mut obs, peers) = meeting_of_two(&server).await;
     let bob = &peers[1];
     // `restart_ice` is strict about its payload, and harmless on a connection never negotiated.
     let refused = obs.ack("restart_ice", json!({ "pc": "sideways" })).await;
