@@ -295,7 +295,6 @@ impl UpTrack {
         out
     }
 
-    /// The rid of layer `index`.
     /// The rid of layer `index`; `None` for a track sent without simulcast (no rid), whose one
     /// layer is nothing to report.
     pub fn rid_of(&self, index: u8) -> Option<String> {
