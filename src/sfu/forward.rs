@@ -475,10 +475,7 @@ async fn read_layer(
         if sinks.is_empty() {
             continue;
         }
-        // Header extension ids are per connection: the publisher's mean nothing downstream.
-        pkt.header.extension = false;
-        pkt.header.extension_profile = 0;
-        pkt.header.extensions.clear();
+        strip_extensions(&mut pkt.header);
         let pkt = Arc::new(pkt);
         // Parsed at most once per packet, and only when some subscriber waits for a keyframe.
         let mut keyframe: Option<bool> = None;
@@ -506,6 +503,18 @@ async fn read_layer(
             }
         }
     }
+}
+
+/// Removes the publisher's header extensions: their ids are per connection and mean nothing
+/// downstream, where webrtc-rs adds the subscriber's own (`sdes:mid`). The padding count goes
+/// too: `rtp` keeps it from the parsed packet, and a stale one makes `marshal_size` disagree
+/// with what `marshal_to` writes, so `write_rtp` fails ("marshal_to output size N, but expect
+/// N+4") for every packet whose extensions the publisher had padded.
+fn strip_extensions(header: &mut webrtc::rtp::header::Header) {
+    header.extension = false;
+    header.extension_profile = 0;
+    header.extensions.clear();
+    header.extensions_padding = 0;
 }
 
 /// Sends PLIs upstream, at most one per `min_interval`; a request inside the interval waits for
@@ -556,6 +565,27 @@ mod tests {
         p.header.sequence_number = seq;
         p.payload = Bytes::from_static(&[0]);
         Arc::new(p)
+    }
+
+    #[test]
+    fn stripped_packets_take_new_extensions_and_marshal() {
+        use webrtc::util::{Marshal, MarshalSize, Unmarshal};
+        // A publisher's packet whose one-byte extensions (mid "0", 1 byte) end in padding.
+        let mut incoming = Packet::default();
+        incoming.header.version = 2;
+        incoming.header.set_extension(3, Bytes::from_static(b"0")).unwrap();
+        incoming.payload = Bytes::from_static(&[0x10, 0, 0, 0, 0]);
+        let wire = incoming.marshal().unwrap();
+        let mut pkt = Packet::unmarshal(&mut &wire[..]).unwrap();
+        assert!(pkt.header.extensions_padding > 0, "the parsed packet counts its padding");
+        strip_extensions(&mut pkt.header);
+        // What webrtc-rs does for the subscriber's m-line: its own mid, another id.
+        pkt.header.set_extension(1, Bytes::from_static(b"12")).unwrap();
+        let out = pkt.marshal().expect("sizes agree");
+        assert_eq!(out.len(), pkt.marshal_size());
+        let back = Packet::unmarshal(&mut &out[..]).unwrap();
+        assert_eq!(back.header.get_extension(1).as_deref(), Some(&b"12"[..]));
+        assert_eq!(back.header.get_extension(3), None);
     }
 
     #[test]
