@@ -70,7 +70,10 @@ impl Vp8Fields {
 #[derive(Debug, Clone, Copy)]
 struct Mapping {
     tag: u64,
-    first_seq: u16,
+    /// The source's newest sequence number, and how far it lies past the source's first
+    /// packet (extended beyond 16 bits: a source outlives many wraps, ~7 min at 150 pkt/s).
+    newest_seq: u16,
+    span: u64,
     seq: u16,
     ts: u32,
     picture_id: u16,
@@ -144,10 +147,20 @@ impl Rewriter {
                 self.mapping = Some(self.switch_to(tag, seq, ts, pid_in, tl0_in, clock_rate, now));
             }
         }
-        let m = self.mapping.expect("set above");
-        if seq != m.first_seq && !newer(seq, m.first_seq) {
+        let m = self.mapping.as_mut().expect("set above");
+        // Where this packet lies from the source's first one. Within half the sequence space
+        // of the newest, so a retransmission or a reordered packet finds its place; before the
+        // first, it belongs to the numbers the previous source used.
+        let offset = i64::from(seq.wrapping_sub(m.newest_seq) as i16);
+        let position = m.span as i64 + offset;
+        if position < 0 {
             return None;
         }
+        if offset > 0 {
+            m.newest_seq = seq;
+            m.span = position as u64;
+        }
+        let m = *m;
         let out_seq = seq.wrapping_add(m.seq);
         let out_ts = ts.wrapping_add(m.ts);
         let out_pid = pid_in.map(|p| p.wrapping_add(m.picture_id) & 0x7fff);
@@ -197,7 +210,8 @@ impl Rewriter {
         let Some(last) = self.last else {
             return Mapping {
                 tag,
-                first_seq: seq,
+                newest_seq: seq,
+                span: 0,
                 seq: 0,
                 ts: 0,
                 picture_id: 0,
@@ -212,7 +226,8 @@ impl Rewriter {
         let ticks = ((gap.as_micros() as u64 * u64::from(clock_rate)) / 1_000_000).max(1) as u32;
         Mapping {
             tag,
-            first_seq: seq,
+            newest_seq: seq,
+            span: 0,
             seq: last.seq.wrapping_add(1).wrapping_sub(seq),
             ts: last.ts.wrapping_add(ticks).wrapping_sub(ts),
             picture_id: match (last.picture_id, pid) {
@@ -307,6 +322,29 @@ mod tests {
             None,
             "old source"
         );
+    }
+
+    #[test]
+    fn one_source_keeps_flowing_across_sequence_wraps() {
+        let mut rw = Rewriter::new();
+        let t0 = Instant::now();
+        let start = 60_000u16;
+        // Three wraps of one source; every packet is written, a late one included.
+        for i in 0..200_000u32 {
+            let seq = start.wrapping_add(i as u16);
+            assert!(
+                rw.rewrite(1, seq, i, &[0], false, CLOCK, t0).is_some(),
+                "packet {i} written"
+            );
+            if i % 50_000 == 10 {
+                let late = seq.wrapping_sub(5);
+                assert!(rw.rewrite(1, late, i, &[0], false, CLOCK, t0).is_some());
+            }
+        }
+        // After all those wraps, the packets from before the source started still are not.
+        let mut fresh = Rewriter::new();
+        fresh.rewrite(1, 10, 0, &[0], false, CLOCK, t0).unwrap();
+        assert_eq!(fresh.rewrite(1, 9, 0, &[0], false, CLOCK, t0), None);
     }
 
     #[test]
