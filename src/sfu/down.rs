@@ -22,7 +22,6 @@ use webrtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use webrtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::TrackLocalWriter;
 
 use super::codec::VideoCodec;
 use super::estimate::Estimator;
@@ -120,8 +119,9 @@ impl DownTrack {
                     Instant::now(),
                 );
                 let Some(out) = out else { continue };
+                let sent = [send_time()];
                 let written = if out.unchanged {
-                    local.write_rtp(&pkt).await
+                    local.write_rtp_with_extensions(&pkt, &sent).await
                 } else {
                     let mut p = (*pkt).clone();
                     p.header.sequence_number = out.seq;
@@ -129,7 +129,7 @@ impl DownTrack {
                     if let Some(payload) = out.payload {
                         p.payload = payload.into();
                     }
-                    local.write_rtp(&p).await
+                    local.write_rtp_with_extensions(&p, &sent).await
                 };
                 if let Ok(n) = written {
                     if n > 0 {
@@ -145,6 +145,20 @@ impl DownTrack {
             metrics.forwarded_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     }
+}
+
+/// The `abs-send-time` extension with the time the server sends the packet (written only where
+/// the subscriber negotiated it). A browser's receive-side bandwidth estimator, the one behind
+/// the REMB it sends, compares these with arrival times. Without it, it falls back to the RTP
+/// timestamps, which carry the publisher's capture and pacing jitter and the server's
+/// forwarding delay: measured, Chromium's REMB for a large tile on loopback fell from ~310 to
+/// ~60 kbit/s within seconds and held it on the lowest layer.
+fn send_time() -> webrtc::rtp::extension::HeaderExtension {
+    webrtc::rtp::extension::HeaderExtension::AbsSendTime(
+        webrtc::rtp::extension::abs_send_time_extension::AbsSendTimeExtension::new(
+            std::time::SystemTime::now(),
+        ),
+    )
 }
 
 /// Receiver reports turned into (received, expected) since the previous report, per SSRC: the

@@ -10,8 +10,12 @@
 //!   capped link in one window and stays there while it is overdriven; loss under 2 % raises it, 8 %/s at first, faster the longer the link
 //!   stays clean (no probing exists in this server, so the only way back up after a cap is
 //!   lifted is to try), up to `max_bps`; in between it holds.
-//! - REMB from a browser (when `goog-remb` is negotiated): the receiver's own estimate, a
-//!   ceiling while it is fresh.
+//! - REMB from a browser (when `goog-remb` is negotiated): a congestion signal, not a ceiling.
+//!   A browser's REMB comes from its delay-based estimator, whose value never exceeds about
+//!   1.5 × what it receives (its AIMD bound) and starts low: as a ceiling it held a large
+//!   tile on the lowest layer, since the layer it allowed never let it grow (measured with
+//!   Chromium). It falls only when the receiver sees queues build, so a REMB that *falls*
+//!   below what we send cuts the estimate to it, as heavy loss does.
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +23,9 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_millis(500);
 /// Fewer packets than this in a window say nothing about loss.
 const MIN_PACKETS: u32 = 10;
-/// How long a REMB value stays a ceiling without a newer one.
-const REMB_FRESH: Duration = Duration::from_secs(3);
+/// A REMB this much below the previous one is the receiver's overuse decrease (Chromium cuts
+/// to 0.85 × what it receives); smaller wobbles are not.
+const REMB_FALL: f64 = 0.95;
 
 /// Increase per second after `clean` seconds without loss: 8 %, then 20 % after 4 s, 40 %
 /// after 8 s.
@@ -42,7 +47,10 @@ pub struct Estimator {
     total: u32,
     last_loss: Option<Instant>,
     created: Instant,
-    remb: Option<(u64, Instant)>,
+    /// The last REMB value.
+    remb: Option<u64>,
+    /// What was sent over the last judged window, bits per second.
+    sent_bps: Option<f64>,
 }
 
 impl Estimator {
@@ -57,6 +65,7 @@ impl Estimator {
             last_loss: None,
             created: now,
             remb: None,
+            sent_bps: None,
         }
     }
 
@@ -76,6 +85,7 @@ impl Estimator {
         let loss = 1.0 - f64::from(self.received) / f64::from(self.total);
         let secs = span.as_secs_f64();
         let sent_bps = sent_bytes.saturating_sub(sent_at_start) as f64 * 8.0 / secs;
+        self.sent_bps = Some(sent_bps);
         if loss > 0.10 {
             // What got through is what the link carries; without a send rate, GCC's cut.
             let next = if sent_bps > 0.0 {
@@ -94,18 +104,23 @@ impl Estimator {
         self.total = 0;
     }
 
-    /// A REMB from the subscriber.
+    /// A REMB from the subscriber: when it fell and is below what we send, the receiver is
+    /// congested, and the estimate drops to it (the clean-link growth starts over).
     pub fn on_remb(&mut self, now: Instant, bps: u64) {
-        self.remb = Some((bps, now));
+        let fell = self
+            .remb
+            .is_some_and(|before| (bps as f64) < before as f64 * REMB_FALL);
+        let below_sent = self.sent_bps.is_some_and(|sent| (bps as f64) < sent);
+        if fell && below_sent {
+            self.bps = self.bps.min(bps as f64).max(self.min_bps);
+            self.last_loss = Some(now);
+        }
+        self.remb = Some(bps);
     }
 
     /// The estimate at `now`.
-    pub fn estimate(&self, now: Instant) -> u64 {
-        let own = self.bps as u64;
-        match self.remb {
-            Some((remb, at)) if now.saturating_duration_since(at) < REMB_FRESH => own.min(remb),
-            _ => own,
-        }
+    pub fn estimate(&self, _now: Instant) -> u64 {
+        self.bps as u64
     }
 }
 
@@ -184,11 +199,35 @@ mod tests {
     }
 
     #[test]
-    fn remb_is_a_ceiling_while_fresh() {
-        let (mut e, link) = start(2_000_000);
-        e.on_remb(link.now, 300_000);
-        assert_eq!(e.estimate(link.now), 300_000);
-        assert_eq!(e.estimate(link.now + Duration::from_secs(4)), 2_000_000);
+    fn a_low_but_rising_remb_leaves_the_estimate_alone() {
+        // A browser's REMB starts low and grows with what it receives: no cap from it.
+        let (mut e, mut link) = start(2_000_000);
+        link.run(&mut e, 1.0, 1_500_000.0, 10e6, 0.0);
+        for remb in [150_000, 200_000, 260_000, 300_000] {
+            e.on_remb(link.now, remb);
+        }
+        assert!(
+            e.estimate(link.now) >= 2_000_000,
+            "{}",
+            e.estimate(link.now)
+        );
+    }
+
+    #[test]
+    fn a_falling_remb_below_the_send_rate_cuts_the_estimate() {
+        let (mut e, mut link) = start(2_000_000);
+        link.run(&mut e, 1.0, 1_500_000.0, 10e6, 0.0);
+        e.on_remb(link.now, 1_600_000);
+        assert!(
+            e.estimate(link.now) >= 2_000_000,
+            "above what we send: no congestion"
+        );
+        e.on_remb(link.now, 400_000);
+        assert_eq!(e.estimate(link.now), 400_000);
+        // Growth starts over from there: 8 %/s on a clean link.
+        link.run(&mut e, 2.0, 300_000.0, 10e6, 0.0);
+        let got = e.estimate(link.now);
+        assert!((400_000..500_000).contains(&got), "{got}");
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub fn codecs() -> Vec<(RTCRtpCodecParameters, RTPCodecType)> {
 /// Registers [`codecs`] on a media engine, with the header extensions simulcast and the
 /// active-speaker detection need: `sdes:mid`, `sdes:rtp-stream-id` and
 /// `sdes:repaired-rtp-stream-id` on video (webrtc-rs tells a simulcast layer by its rid), the
-/// RFC 6464 audio level on audio; and `goog-remb` on video, so a browser that receives from us
+/// RFC 6464 audio level on audio, `abs-send-time` on both; and `goog-remb` on video, so a browser that receives from us
 /// reports its own estimate (REMB) where it does not use transport-wide feedback.
 pub fn register_codecs(media: &mut MediaEngine) -> webrtc::error::Result<()> {
     for (c, kind) in codecs() {
@@ -118,6 +118,17 @@ pub fn register_codecs(media: &mut MediaEngine) -> webrtc::error::Result<()> {
         RTPCodecType::Audio,
         None,
     )?;
+    // Our send time on every forwarded packet (`down.rs`): what a browser's receive-side
+    // estimator needs for the REMB it sends us (see `down::send_time`).
+    for kind in [RTPCodecType::Video, RTPCodecType::Audio] {
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: webrtc::sdp::extmap::ABS_SEND_TIME_URI.into(),
+            },
+            kind,
+            None,
+        )?;
+    }
     media.register_feedback(
         RTCPFeedback {
             typ: "goog-remb".into(),
