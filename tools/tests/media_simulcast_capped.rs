@@ -145,7 +145,16 @@ async fn capped_subscriber_moves_to_q_and_back_to_f_while_the_uncapped_stays_on_
         loss * 100.0
     );
     assert!(freeze < Duration::from_secs(1), "freeze {freeze:?}");
-    assert!(loss < 0.01, "loss {:.2} %", loss * 100.0);
+    assert!(
+        loss < 0.01,
+        "loss {:.2} %; layer events (ms from the switch to q): {:?}",
+        loss * 100.0,
+        capped
+            .layer_events()
+            .iter()
+            .map(|(_, rid, at)| (rid.clone(), at.saturating_duration_since(on_q).as_millis()))
+            .collect::<Vec<_>>()
+    );
     assert!(
         free.layer_events().iter().all(|(_, rid, _)| rid == "f"),
         "the uncapped subscriber left f: {:?}",
