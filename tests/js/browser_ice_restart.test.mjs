@@ -1,23 +1,22 @@
-// ICE restart on a real page (issue 11): Bob's Chromium page loses all UDP for 8 s (nftables on
-// the input hook: every UDP packet that is not to or from Ada's ports is dropped, so whatever
-// ports Bob's restarted ICE gathers stay dark too), then gets it back. Without rejoining (same
+// ICE restart on a real page (issue 11): Bob's Chromium page loses all UDP for 8 s (the shared
+// netshape helper's `dark-except`, nftables on the input hook: every UDP packet that is not to
+// or from Ada's ports is dropped, so whatever ports Bob's restarted ICE gathers stay dark
+// too), then gets it back. Without rejoining (same
 // id, one tile each, the server's connection count unchanged) Bob decodes Ada's video again
 // and Ada decodes Bob's: `framesDecoded` rises after the unblock. Needs root and nft; run under
 // `unshare --net` like every browser test.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { startServer } from './lib/server.mjs';
+import { NetShape } from './lib/netshape.mjs';
 import { launchChromium, newPage, waitFor, waitForMedia, inbound, ownId, roomUrl, gauges, waitForIdleServer } from './lib/browser.mjs';
 
 const ROOM = 'dark-room';
 const BLACKOUT_MS = 8000;
-const TABLE = `sfu_js_block_${process.pid}`;
 let server;
 let browser;
-
-const nft = (...args) => execFileSync('nft', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+let shape;
 
 /** Every local UDP port of a page's two PeerConnections (its ICE candidates). */
 function localPorts(page) {
@@ -32,22 +31,6 @@ function localPorts(page) {
   });
 }
 
-/** Drops all UDP except to or from `ports`, until `unblock`. */
-function blockAllUdpBut(ports) {
-  const set = `{ ${ports.join(', ')} }`;
-  nft('add', 'table', 'inet', TABLE);
-  nft('add', 'chain', 'inet', TABLE, 'input', '{ type filter hook input priority -10 ; }');
-  nft('add', 'rule', 'inet', TABLE, 'input', 'meta', 'l4proto', 'udp', 'udp', 'sport', '!=', set, 'udp', 'dport', '!=', set, 'drop');
-}
-
-function unblock() {
-  try {
-    nft('delete', 'table', 'inet', TABLE);
-  } catch {
-    // Not installed (the test failed before blocking).
-  }
-}
-
 /** The server's ICE ufrag on Bob's [publisher, subscriber] connections: new after a restart. */
 const serverUfrags = (page) =>
   page.evaluate(() =>
@@ -60,10 +43,11 @@ const states = (page) =>
 before(async () => {
   server = await startServer();
   browser = await launchChromium();
+  shape = new NetShape();
 });
 
 after(async () => {
-  unblock();
+  await shape?.close();
   await browser?.close();
   await server?.stop();
 });
@@ -81,7 +65,7 @@ test('a page whose UDP goes dark for 8 s decodes again without rejoining', async
   assert.equal(before.peer_connections, 4);
 
   const ufragsBefore = await serverUfrags(bob);
-  blockAllUdpBut(await localPorts(ada));
+  const dark = await shape.darkExcept(await localPorts(ada));
   const blockedAt = Date.now();
   // The cut is real: Bob's page notices it.
   await waitFor(async () => (await states(bob)).some((s) => s !== 'connected'), {
@@ -93,7 +77,7 @@ test('a page whose UDP goes dark for 8 s decodes again without rejoining', async
   await new Promise((r) => setTimeout(r, Math.max(0, blockedAt + BLACKOUT_MS - Date.now())));
   const [bobHad, adaHad] = [await frames(bob, adaId), await frames(ada, bobId)];
   const unblockedAt = Date.now();
-  unblock();
+  await shape.undark(dark);
 
   await waitFor(async () => (await frames(bob, adaId)) > bobHad, { timeout: 20_000, interval: 50, what: "Bob decoding Ada's video again" });
   const toBob = Date.now() - unblockedAt;

@@ -152,10 +152,7 @@ impl Shaper {
     /// no error), until [`Shaper::unblock`]: a participant whose network goes dark. On loopback
     /// both directions pass the input hook, so this cuts them both.
     pub fn block_ports(&mut self, ports: &[u16]) -> Result<Block, ShapeError> {
-        // Unique in the namespace: tests of one binary may block ports at the same time.
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let table = format!("sfu_block_{}_{n}", std::process::id());
+        let table = Self::block_table();
         let set = ports
             .iter()
             .map(u16::to_string)
@@ -174,7 +171,35 @@ impl Shaper {
         Ok(Block(table))
     }
 
-    /// Lifts a [`Shaper::block_ports`]: the ports' packets pass again.
+    /// Silently drops every UDP packet that is neither from nor to any of `ports`, until
+    /// [`Shaper::unblock`]: everyone else's network goes dark, whatever ports they open
+    /// meanwhile (a browser's ICE restart gathers new ones).
+    pub fn block_udp_except(&mut self, ports: &[u16]) -> Result<Block, ShapeError> {
+        let table = Self::block_table();
+        let set = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(" , ");
+        nft(&format!("add table inet {table}"))?;
+        self.blocks.push(table.clone());
+        nft(&format!(
+            "add chain inet {table} input {{ type filter hook input priority -10 ; }}"
+        ))?;
+        nft(&format!(
+            "add rule inet {table} input meta l4proto udp udp sport != {{ {set} }} udp dport != {{ {set} }} drop"
+        ))?;
+        Ok(Block(table))
+    }
+
+    /// A table name unique in the namespace: tests of one binary may block at the same time.
+    fn block_table() -> String {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("sfu_block_{}_{n}", std::process::id())
+    }
+
+    /// Lifts a [`Shaper::block_ports`] or [`Shaper::block_udp_except`]: the packets pass again.
     pub fn unblock(&mut self, block: Block) -> Result<(), ShapeError> {
         self.blocks.retain(|t| *t != block.0);
         nft(&format!("delete table inet {}", block.0))

@@ -62,6 +62,15 @@ export class NetShape {
     return this.#send(port ? `lose ${percent} ${port}` : `lose ${percent}`);
   }
 
+  /** Silently drops every UDP packet neither from nor to `ports`; returns the block for `undark`. */
+  async darkExcept(ports) {
+    return Number(await this.#send(`dark-except ${ports.join(' ')}`));
+  }
+
+  undark(block) {
+    return this.#send(`undark ${block}`);
+  }
+
   /** Removes every rule: waits for the helper to exit. */
   close() {
     return new Promise((resolve) => {

@@ -9,20 +9,23 @@
 //! rate N KBIT          change cap N                 -> ok
 //! lift N               lift cap N                   -> ok
 //! lose P [PORT]        drop P % of UDP arriving (to PORT) -> ok
+//! dark-except PORT...  drop all UDP not from/to PORTs -> ok N  (N names the block)
+//! undark N             lift block N                 -> ok
 //! ```
 
 use std::io::{BufRead, Write};
 
-use sfu_lite_tools::netshape::{Cap, ShapeError, Shaper};
+use sfu_lite_tools::netshape::{Block, Cap, ShapeError, Shaper};
 
 fn main() {
     let mut shaper = Shaper::new();
     let mut caps: Vec<Cap> = Vec::new();
+    let mut blocks: Vec<Option<Block>> = Vec::new();
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
-        let answer = match run(&mut shaper, &mut caps, &line) {
+        let answer = match run(&mut shaper, &mut caps, &mut blocks, &line) {
             Ok(Some(n)) => format!("ok {n}"),
             Ok(None) => "ok".to_string(),
             Err(e) => format!("error: {e}"),
@@ -45,6 +48,7 @@ enum CommandError {
 fn run(
     shaper: &mut Shaper,
     caps: &mut Vec<Cap>,
+    blocks: &mut Vec<Option<Block>>,
     line: &str,
 ) -> Result<Option<usize>, CommandError> {
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -94,8 +98,29 @@ fn run(
             shaper.lose_incoming(p, port)?;
             Ok(None)
         }
+        Some("dark-except") => {
+            const USAGE: &str = "dark-except PORT...";
+            let ports = words[1..]
+                .iter()
+                .map(|w| w.parse::<u16>().map_err(|_| CommandError::Usage(USAGE)))
+                .collect::<Result<Vec<_>, _>>()?;
+            if ports.is_empty() {
+                return Err(CommandError::Usage(USAGE));
+            }
+            blocks.push(Some(shaper.block_udp_except(&ports)?));
+            Ok(Some(blocks.len() - 1))
+        }
+        Some("undark") => {
+            const USAGE: &str = "undark N";
+            let block = blocks
+                .get_mut(num(1, USAGE)? as usize)
+                .and_then(Option::take)
+                .ok_or(CommandError::Usage(USAGE))?;
+            shaper.unblock(block)?;
+            Ok(None)
+        }
         _ => Err(CommandError::Usage(
-            "cap-to | cap-from | rate | lift | lose (see the source)",
+            "cap-to | cap-from | rate | lift | lose | dark-except | undark (see the source)",
         )),
     }
 }
