@@ -684,7 +684,6 @@ async fn new_pc(
     }
     let (media, registry) = engine_with(inner, metrics)?;
     let mut settings = SettingEngine::default();
-    recovery_settings(&mut settings);
     if opts.loopback_only {
         loopback_only(&mut settings, false);
     }
@@ -704,8 +703,11 @@ async fn new_pc(
     if subscriber && opts.inbound_loss.is_some() {
         // The loss interceptor drops packets after SRTP has seen them, so a retransmission
         // looks like a replay to SRTP. Real network loss happens before SRTP; without replay
-        // protection here the test sees what a lossy network would produce.
+        // protection here the test sees what a lossy network would produce. (Not with
+        // `recovery_settings`: a replay window, once set, wins over this.)
         settings.disable_srtp_replay_protection(true);
+    } else {
+        recovery_settings(&mut settings);
     }
     let api = APIBuilder::new()
         .with_media_engine(media)
