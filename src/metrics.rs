@@ -70,6 +70,8 @@ metrics! {
         video_resyncs: "Times a full queue cut a subscriber's video; each waits for the next keyframe and asks the publisher for one.",
         media_send_errors: "Media UDP sends that failed with a per-packet error (EPERM, ENOBUFS, EAGAIN, ICMP errors), counted as lost packets.",
         nacks_received: "Generic NACK packets received from subscribers.",
+        nacks_sent: "Generic NACK packets sent to publishers (packets missing on their hop).",
+        retransmitted_packets: "RTP packets sent again because a subscriber NACKed them.",
         plis_sent: "Keyframe requests (PLI) sent to publishers.",
         plis_received: "PLI/FIR received from subscribers.",
     }

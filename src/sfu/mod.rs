@@ -17,6 +17,8 @@
 //! - `speech`: pure — who is speaking, from the audio level extension.
 //! - `adapt`: runs the layer choice per subscriber and the pause per simulcast track.
 //! - `keyframe`: the pure PLI throttle.
+//! - `recovery`: pure — the NACK history a sender keeps, the holes a receiver asks for again;
+//!   `nack`: the interceptors built on them (every connection, server and headless client).
 //! - `codec`: keyframe detection per video codec (where a cut subscriber can resume).
 //! - `ice_start`: the webrtc-rs re-offer workaround, shared with the headless client.
 //! - `transport`: codecs, interceptors, ICE-lite, UDP mux / port range, NAT 1:1, loopback-only.
@@ -37,8 +39,10 @@ mod forward;
 pub mod ice_start;
 pub mod keyframe;
 pub mod layers;
+mod nack;
 mod peer;
 mod publish;
+pub mod recovery;
 pub mod rewrite;
 pub mod room;
 mod rooms;

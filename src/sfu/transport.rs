@@ -1,8 +1,8 @@
 //! Media transport: the webrtc-rs `API` every server-side PeerConnection is made from.
 //!
-//! Codecs (Opus; VP8, VP9, H.264 constrained baseline), the interceptors (NACK generator and
-//! responder, sender/receiver reports, TWCC receiver) and the network settings: ICE-lite, one
-//! muxed UDP port (or a socket per connection from a port range), both through `udp`'s
+//! Codecs (Opus; VP8, VP9, H.264 constrained baseline), the interceptors (our NACK generator
+//! and responder from `nack.rs` with their settings, sender/receiver reports, TWCC receiver)
+//! and the network settings: ICE-lite, one muxed UDP port (or a socket per connection from a port range), both through `udp`'s
 //! loss-tolerant socket, NAT 1:1 addresses, an IP filter, and loopback-only media when the
 //! HTTP listener is a loopback address.
 
@@ -23,8 +23,6 @@ use webrtc::ice::network_type::NetworkType;
 use webrtc::ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
 use webrtc::ice::udp_network::UDPNetwork;
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
-use webrtc::interceptor::nack::generator::Generator;
-use webrtc::interceptor::nack::responder::Responder;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -33,6 +31,8 @@ use webrtc::rtp_transceiver::rtp_codec::{
 };
 use webrtc::rtp_transceiver::RTCPFeedback;
 
+use super::nack;
+use super::recovery::NackPolicy;
 use super::udp::{LossySocket, RestartSafeMux, SocketPerConnection};
 use super::SfuError;
 use crate::config::MediaConfig;
@@ -148,31 +148,82 @@ pub fn codec_capability(mime: &str) -> Option<RTCRtpCodecCapability> {
 }
 
 /// Packets of history each outgoing stream keeps for answering NACKs: 512, i.e. 10 s of 500 kbit/s
-/// video or ~2 s at 2.5 Mbit/s, several round trips in any case (LiveKit keeps 500 per down
-/// track). webrtc-rs's default of 8,192 held over 200 MiB in a 16-person meeting, ~15 MiB per
-/// participant, for history no NACK ever reaches; 1,024 still cost ~2.2 MiB per participant in
-/// rooms of four (docs/benchmarks.md).
-const NACK_HISTORY_LOG2: u8 = 9;
+/// video or ~2 s at 2.5 Mbit/s, several round trips and far beyond the generator's give-up time
+/// in any case (LiveKit keeps 500 per down track). The packets themselves are shared with the
+/// other subscribers of the same track (`Bytes`), so a down track costs 512 slots (~60 KiB)
+/// plus whatever payloads only it still holds. webrtc-rs's default of 8,192 held over 200 MiB
+/// in a 16-person meeting, ~15 MiB per participant, for history no NACK ever reaches.
+const NACK_HISTORY: usize = 512;
 
-/// A media engine with our codecs and the interceptors of webrtc-rs's default set (NACK
-/// generator and responder, sender/receiver reports, TWCC receiver) with a smaller NACK
-/// history. The TWCC *sender* is not added: with it on the server's subscriber connections a
-/// webrtc-rs receiver never fired `on_track` for audio (measured, `media_forwarding`); the
-/// downlink estimate reads the receivers' RTCP receiver reports instead (`down.rs`).
+/// When a receiver (the server for its publishers' hops, a headless client for its own)
+/// NACKs a hole, how often and until when (`recovery::NackPolicy`; docs/sfu.md "Loss
+/// recovery"). Measured at 5 % loss per hop, 4 peers (docs/benchmarks.md, loss-5).
+const NACK_POLICY: NackPolicy = NackPolicy {
+    // Packets overtaken on the way arrive within a few ms; a hole older than this is loss.
+    first_after: Duration::from_millis(10),
+    // Longer than most round trips (so an answered NACK is rarely repeated) and short enough
+    // that a lost NACK or retransmission is retried within a jitter buffer's patience.
+    retry_after: Duration::from_millis(50),
+    // Six tries: at 5 % loss each way a try fails ~10 % of the time, six in a row one packet
+    // in 10^6. Past ~270 ms the packet is late for playout anyway: give up, ask for a keyframe.
+    max_tries: 6,
+    // Holes tracked per stream (~0.5 s of 2.5 Mbit/s video); more at once is an outage, which
+    // a keyframe repairs faster than NACKs.
+    max_missing: 128,
+};
+/// How often due NACKs are looked for while a hole is open (no timer runs otherwise).
+const NACK_TICK: Duration = Duration::from_millis(5);
+/// At most one give-up PLI per stream per this (the forwarder's throttle has the same 500 ms,
+/// Galène's figure).
+const NACK_PLI_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A media engine with our codecs and our interceptors, uncounted: for tests that build a
+/// bare peer. See [`engine_with`].
 pub fn engine_and_interceptors() -> webrtc::error::Result<(MediaEngine, Registry)> {
+    engine_with(Registry::new(), &Metrics::new())
+}
+
+/// A media engine with our codecs, and `inner` (interceptors that must see packets first,
+/// such as a test's loss) followed by ours: NACK responder and generator (`nack.rs`, counted
+/// in `metrics`), sender/receiver reports, TWCC receiver. The one place both the server and
+/// the headless client get their interceptors. The TWCC *sender* is not added: with it on the
+/// server's subscriber connections a webrtc-rs receiver never fired `on_track` for audio
+/// (measured, `media_forwarding`); the downlink estimate reads the receivers' RTCP receiver
+/// reports instead (`down.rs`).
+pub fn engine_with(
+    inner: Registry,
+    metrics: &Arc<Metrics>,
+) -> webrtc::error::Result<(MediaEngine, Registry)> {
     let mut media = MediaEngine::default();
     register_codecs(&mut media)?;
     // configure_nack registers the nack / nack pli feedback on the media engine; its registry
-    // (with the default-size responder) is replaced by ours below.
+    // (webrtc-rs's own responder and generator) is dropped: ours replace them.
     let _ = configure_nack(Registry::new(), &mut media);
-    let mut registry = Registry::new();
-    registry.add(Box::new(
-        Responder::builder().with_log2_size(NACK_HISTORY_LOG2),
-    ));
-    registry.add(Box::new(Generator::builder()));
+    let mut registry = inner;
+    registry.add(Box::new(nack::ResponderBuilder {
+        history: NACK_HISTORY,
+        metrics: metrics.clone(),
+    }));
+    registry.add(Box::new(nack::GeneratorBuilder {
+        policy: NACK_POLICY,
+        tick: NACK_TICK,
+        pli_interval: NACK_PLI_INTERVAL,
+        metrics: metrics.clone(),
+    }));
     registry = configure_rtcp_reports(registry);
     registry = configure_twcc_receiver_only(registry, &mut media)?;
     Ok((media, registry))
+}
+
+/// SRTP's replay window, in packets, on every connection: a retransmission arrives up to the
+/// generator's give-up time (~270 ms) after the newer packets, and webrtc-rs's default window
+/// of 64 packets refuses it as a replay above ~240 packets/s (2.5 Mbit/s video). 1,024 covers
+/// ~10 Mbit/s; the window is a bitmap, 128 bytes per stream.
+const SRTP_REPLAY_WINDOW: usize = 1024;
+
+/// The settings loss recovery needs on every connection, server and headless client.
+pub fn recovery_settings(settings: &mut SettingEngine) {
+    settings.set_srtp_replay_protection_window(SRTP_REPLAY_WINDOW);
 }
 
 /// Restricts ICE to loopback: loopback candidate on, filter to loopback, no mDNS, IPv4 or IPv6
@@ -234,7 +285,8 @@ impl Transport {
                     metrics.clone(),
                 )));
                 let network = UDPNetwork::Muxed(RestartSafeMux::new(mux.clone()));
-                let api = build_api(config, listen_ip, network).map_err(|e| internal(&e))?;
+                let api =
+                    build_api(config, listen_ip, network, &metrics).map_err(|e| internal(&e))?;
                 Network::Muxed { api, mux }
             }
         };
@@ -259,9 +311,14 @@ impl Transport {
             Network::Muxed { api, .. } => api.new_peer_connection(config).await,
             Network::PerConnection { ip, ports } => {
                 let socket = SocketPerConnection::new(*ip, Some(*ports), self.metrics.clone());
-                build_api(&self.config, self.listen_ip, UDPNetwork::Muxed(socket))?
-                    .new_peer_connection(config)
-                    .await
+                build_api(
+                    &self.config,
+                    self.listen_ip,
+                    UDPNetwork::Muxed(socket),
+                    &self.metrics,
+                )?
+                .new_peer_connection(config)
+                .await
             }
         }
     }
@@ -281,8 +338,9 @@ fn build_api(
     config: &MediaConfig,
     listen_ip: IpAddr,
     udp: UDPNetwork,
+    metrics: &Arc<Metrics>,
 ) -> webrtc::error::Result<API> {
-    let (media, registry) = engine_and_interceptors()?;
+    let (media, registry) = engine_with(Registry::new(), metrics)?;
     let mut settings = settings(config, listen_ip);
     settings.set_udp_network(udp);
     Ok(APIBuilder::new()
@@ -295,6 +353,7 @@ fn build_api(
 /// The server's ICE settings: ICE-lite, timeouts, address filters, NAT 1:1.
 fn settings(config: &MediaConfig, listen_ip: IpAddr) -> SettingEngine {
     let mut settings = SettingEngine::default();
+    recovery_settings(&mut settings);
     // ICE-lite, as mediasoup and Janus: the server answers checks and never starts them, so
     // a client that names a hundred candidates cannot make it send checks to a hundred
     // addresses (a full agent sends ~8 to each). Clients are full agents and take the

@@ -137,6 +137,14 @@ impl Shaper {
         self.nft_drop("input", percent, port.map(|p| format!("udp dport {p}")))
     }
 
+    /// Silently drops `percent` % of the UDP packets to `port` and, independently, `percent` %
+    /// of those from it: on loopback both directions pass the input hook, so a server's media
+    /// port loses that share each way, as behind a lossy link, with no error to either side.
+    pub fn lose_both_ways(&mut self, percent: u8, port: u16) -> Result<(), ShapeError> {
+        self.nft_drop("input", percent, Some(format!("udp dport {port}")))?;
+        self.nft_drop("input", percent, Some(format!("udp sport {port}")))
+    }
+
     /// Makes `percent` % of UDP sends fail (`sendto` returns EPERM), as a local firewall does;
     /// only sends from source ports `lo..=hi`, if given.
     pub fn refuse_sends(

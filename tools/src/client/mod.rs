@@ -42,7 +42,7 @@ pub use media::{ClipFile, MediaSource, SentLog, SentPacket, SimLayer};
 pub use record::{Received, StreamRecord};
 
 use crate::sfu::ice_start::IceStart;
-use crate::sfu::transport::{engine_and_interceptors, loopback_only};
+use crate::sfu::transport::{engine_with, loopback_only, recovery_settings};
 use crate::sfu::udp::SocketPerConnection;
 use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, Sfu, Source, TileView, TrackInfo};
 use crate::sync::lock;
@@ -161,7 +161,7 @@ pub struct HeadlessPeer {
     published: Vec<Published>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    /// This peer's own socket counters (`media_send_errors`).
+    /// This peer's own counters: socket send errors, NACKs sent and answered.
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -469,6 +469,13 @@ impl HeadlessPeer {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// This peer's own counters (both connections): `media_send_errors`, `nacks_sent` (holes
+    /// in what it received), `retransmitted_packets` (NACKs from the server it answered),
+    /// `plis_sent` (holes given up).
+    pub fn counters(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
     /// The participant id the server knows this peer by.
     pub fn id(&self) -> &str {
         &self.id
@@ -666,23 +673,16 @@ async fn publish_simulcast(
 async fn new_pc(
     opts: &PeerOptions,
     subscriber: bool,
-    send_errors: &Arc<crate::metrics::Metrics>,
+    metrics: &Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<RTCPeerConnection> {
-    let (media, registry) = match (&opts.inbound_loss, subscriber) {
-        (Some(loss), true) => {
-            // The loss interceptor must come first: it is then innermost, ahead of the NACK
-            // generator, which therefore sees the gap.
-            let mut media = webrtc::api::media_engine::MediaEngine::default();
-            crate::sfu::transport::register_codecs(&mut media)?;
-            let mut registry = webrtc::interceptor::registry::Registry::new();
-            registry.add(Box::new(loss::LossBuilder(loss.clone())));
-            let registry = webrtc::api::interceptor_registry::register_default_interceptors(
-                registry, &mut media,
-            )?;
-            (media, registry)
-        }
-        _ => engine_and_interceptors()?,
-    };
+    // The server's interceptors (`engine_with`), so both ends recover loss the same way. The
+    // test loss interceptor goes first: it is then innermost, ahead of the NACK generator,
+    // which therefore sees the gap.
+    let mut inner = webrtc::interceptor::registry::Registry::new();
+    if let (Some(loss), true) = (&opts.inbound_loss, subscriber) {
+        inner.add(Box::new(loss::LossBuilder(loss.clone())));
+    }
+    let (media, registry) = engine_with(inner, metrics)?;
     let mut settings = SettingEngine::default();
     if opts.loopback_only {
         loopback_only(&mut settings, false);
@@ -698,13 +698,16 @@ async fn new_pc(
     settings.set_udp_network(UDPNetwork::Muxed(SocketPerConnection::new(
         ip,
         None,
-        send_errors.clone(),
+        metrics.clone(),
     )));
     if subscriber && opts.inbound_loss.is_some() {
         // The loss interceptor drops packets after SRTP has seen them, so a retransmission
         // looks like a replay to SRTP. Real network loss happens before SRTP; without replay
-        // protection here the test sees what a lossy network would produce.
+        // protection here the test sees what a lossy network would produce. (Not with
+        // `recovery_settings`: a replay window, once set, wins over this.)
         settings.disable_srtp_replay_protection(true);
+    } else {
+        recovery_settings(&mut settings);
     }
     let api = APIBuilder::new()
         .with_media_engine(media)

@@ -56,6 +56,15 @@ pub struct LoadArgs {
     /// No progress bar (for logs and CI).
     #[arg(long)]
     pub quiet: bool,
+    /// Lose this percentage of the UDP packets to and, independently, from the server's media
+    /// port (silent nftables drops on the input hook, via `netshape`). Needs root in a network
+    /// namespace of its own, e.g. `unshare --net`, with the server started inside it.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=50))]
+    pub loss: Option<u8>,
+    /// The server's media UDP port, for `--loss` (default: the port of `--url`, where the
+    /// server listens for media unless `media.udp_port` says otherwise).
+    #[arg(long)]
+    pub media_port: Option<u16>,
 }
 
 /// What a publisher's video track sends.
@@ -143,6 +152,12 @@ impl LoadArgs {
         Ok(())
     }
 
+    /// The media port `--loss` shapes.
+    pub fn media_port(&self) -> Option<u16> {
+        self.media_port
+            .or_else(|| url::Url::parse(&self.url).ok()?.port_or_known_default())
+    }
+
     pub fn publisher_count(&self) -> usize {
         self.publishers.unwrap_or(self.peers)
     }
@@ -201,6 +216,16 @@ mod tests {
         let err = parse(&["--url", "http://192.0.2.1:8000"]).unwrap_err();
         assert!(err.contains("--allow-remote"), "{err}");
         assert!(parse(&["--url", "http://192.0.2.1:8000", "--allow-remote"]).is_ok());
+    }
+
+    #[test]
+    fn loss_is_a_bounded_percentage_on_the_urls_port_by_default() {
+        let a = parse(&["--url", "http://127.0.0.1:8123", "--loss", "5"]).unwrap();
+        assert_eq!((a.loss, a.media_port()), (Some(5), Some(8123)));
+        let a = parse(&["--loss", "5", "--media-port", "9000"]).unwrap();
+        assert_eq!(a.media_port(), Some(9000));
+        assert!(parse(&["--loss", "0"]).is_err());
+        assert!(parse(&["--loss", "80"]).is_err());
     }
 
     #[test]

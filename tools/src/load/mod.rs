@@ -6,11 +6,13 @@
 //! - [`expect`]: the subscriptions a run must see; a silent one counts as lost, not absent.
 //! - [`run`]: the media run (headless peers from [`crate::client`]); [`signal_only`]: Socket.IO
 //!   clients only.
-//! - [`server_probe`]: the server's CPU, RSS and forwarded packets.
+//! - [`server_probe`]: the server's CPU, RSS, forwarded packets and NACK counters.
+//! - [`loss`]: `--loss`, the lossy link (`netshape`) around the run.
 //! - [`report`]: the summary (`--json`) and its table; [`plot`]: the SVG.
 
 pub mod args;
 pub mod expect;
+pub mod loss;
 pub mod plot;
 pub mod report;
 pub mod run;

@@ -63,6 +63,13 @@ pub struct Summary {
     pub server_forwarded_packets: Option<u64>,
     pub server_cpu_us_per_forwarded_packet: Option<f64>,
     pub server_rss_mib: Option<f64>,
+    /// `--loss`: the percentage lost each way on the server's media port.
+    pub loss_percent: Option<u8>,
+    /// NACKs the subscribers sent (holes on the server's hop to them), and those the server
+    /// sent its publishers with the packets it sent again (from `/metrics`).
+    pub subscriber_nacks_sent: u64,
+    pub server_nacks_sent: Option<u64>,
+    pub server_retransmitted_packets: Option<u64>,
     pub timeline: Vec<TimelinePoint>,
 }
 
@@ -121,6 +128,20 @@ impl Summary {
                 ),
                 ("jitter", format!("{:.2} ms", self.jitter_ms)),
             ]);
+            if self.loss_percent.is_some() || self.subscriber_nacks_sent > 0 {
+                let opt_n = |v: Option<u64>| v.map_or("n/a".to_string(), |n| n.to_string());
+                rows.push((
+                    "loss recovery",
+                    format!(
+                        "link loss {} % each way; NACKs: {} by subscribers, {} by the server; \
+                         server retransmissions {}",
+                        self.loss_percent.unwrap_or(0),
+                        self.subscriber_nacks_sent,
+                        opt_n(self.server_nacks_sent),
+                        opt_n(self.server_retransmitted_packets)
+                    ),
+                ));
+            }
         }
         rows.extend([
             (

@@ -90,6 +90,11 @@ impl Registry {
 
 /// Sends older than this are not matched (a stale slot of the send log).
 const MAX_LATENCY_NS: u64 = 10_000_000_000;
+/// After the measured window, how long its late packets may still arrive and count (and their
+/// latency): retransmissions on their way when it closed. Well beyond the NACK generator's
+/// give-up time (~270 ms, `transport.rs`), so nothing the server or a client would still
+/// recover is counted lost for arriving after the report.
+const LATE_GRACE: Duration = Duration::from_secs(1);
 
 /// Run-wide totals, updated lock-free by every receiver.
 #[derive(Debug, Default)]
@@ -164,9 +169,12 @@ impl Observer {
         let at_ns = since_epoch_ns(at);
         let arrival_rtp = (at_ns as u128 * stream.clock_rate as u128 / 1_000_000_000) as u64;
         let seq = packet.header.sequence_number;
-        stream
+        let counted = stream
             .stats
             .on_packet(seq, packet.header.timestamp, arrival_rtp, len);
+        if !counted {
+            return;
+        }
         let latency = stream
             .sends
             .as_ref()
@@ -217,6 +225,8 @@ fn tracks(args: &LoadArgs, publishes: bool) -> Vec<TrackSpec> {
 
 /// Runs the media load described by `args`; returns the summary.
 pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
+    // Installed before anyone joins and removed when the run ends (drop).
+    let _lossy = super::loss::lossy_link(args)?;
     let registry = Arc::new(Registry::default());
     let totals = Arc::new(Totals::default());
     let publishers = args.publisher_count();
@@ -351,8 +361,16 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
         bar.set_position(steady.elapsed().as_secs());
         timeline.push(point);
     }
-    let server_end = probe.sample().await;
     let steady_s = steady.elapsed().as_secs_f64();
+    // The window closes here; its retransmissions still on the way get LATE_GRACE to arrive.
+    for j in &peers {
+        let mut s = lock(&j.observer.state);
+        for stream in s.streams.values_mut().flat_map(|m| m.values_mut()) {
+            stream.stats.close_window();
+        }
+    }
+    tokio::time::sleep(LATE_GRACE).await;
+    let server_end = probe.sample().await;
     bar.finish_and_clear();
 
     // Sum up before teardown so leaving does not count as loss.
@@ -366,6 +384,11 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
         peers_failed: failures.len(),
         join_ms: join_ms.percentiles(1.0),
         timeline,
+        loss_percent: args.loss,
+        subscriber_nacks_sent: peers
+            .iter()
+            .map(|j| j.peer.counters().nacks_sent.load(Ordering::Relaxed))
+            .sum(),
         ..Summary::default()
     };
     let mut latency = Samples::default();

@@ -11,6 +11,9 @@ pub struct ServerSample {
     pub cpu_s: Option<f64>,
     pub rss_bytes: Option<f64>,
     pub forwarded_packets: Option<f64>,
+    /// NACKs the server sent its publishers, and packets it sent again for its subscribers.
+    pub nacks_sent: Option<f64>,
+    pub retransmitted_packets: Option<f64>,
 }
 
 pub struct ServerProbe {
@@ -44,6 +47,8 @@ impl ServerProbe {
             s.cpu_s = scrape_value(text, "process_cpu_seconds_total");
             s.rss_bytes = scrape_value(text, "process_resident_memory_bytes");
             s.forwarded_packets = scrape_value(text, "sfu_forwarded_packets_total");
+            s.nacks_sent = scrape_value(text, "sfu_nacks_sent_total");
+            s.retransmitted_packets = scrape_value(text, "sfu_retransmitted_packets_total");
         }
         if let Some(p) = self.pid.and_then(crate::procstat::sample) {
             s.cpu_s = Some(p.cpu.as_secs_f64());
@@ -68,6 +73,10 @@ impl super::report::Summary {
             .filter(|(_, f)| *f > 0.0)
             .map(|(c, f)| c * 1e6 / f);
         self.server_rss_mib = end.rss_bytes.map(|b| b / (1024.0 * 1024.0));
+        let delta = |b: Option<f64>, a: Option<f64>| b.zip(a).map(|(b, a)| (b - a) as u64);
+        self.server_nacks_sent = delta(end.nacks_sent, start.nacks_sent);
+        self.server_retransmitted_packets =
+            delta(end.retransmitted_packets, start.retransmitted_packets);
     }
 }
 
@@ -82,11 +91,13 @@ mod tests {
             cpu_s: Some(10.0),
             rss_bytes: Some(1.0),
             forwarded_packets: Some(1000.0),
+            ..ServerSample::default()
         };
         let b = ServerSample {
             cpu_s: Some(10.5),
             rss_bytes: Some(64.0 * 1024.0 * 1024.0),
             forwarded_packets: Some(51_000.0),
+            ..ServerSample::default()
         };
         let mut s = Summary::default();
         s.apply_server(&a, &b);

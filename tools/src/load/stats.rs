@@ -66,13 +66,25 @@ impl SendLog {
     }
 }
 
+/// Sequence numbers remembered per stream to tell a duplicate (a packet retransmitted twice)
+/// from a first arrival.
+const DEDUP_WINDOW: u64 = 1024;
+
 /// Loss, jitter and volume of one received stream (one publisher track at one subscriber).
+///
+/// Loss is counted over a window of sequence numbers: from the first received to the newest
+/// when [`StreamStats::close_window`] is called. Packets of that window that arrive later (a
+/// retransmission still on its way) still count; newer ones and duplicates do not, so a
+/// recovered packet is never counted as lost for arriving after the report, nor twice.
 #[derive(Debug, Default, Clone)]
 pub struct StreamStats {
+    /// Extended sequence numbers, offset by 2^16 so a packet older than the first is positive.
     first_ext_seq: Option<u64>,
     max_ext_seq: u64,
-    cycles: u64,
-    last_seq: u16,
+    /// The window's last sequence number, once closed.
+    cutoff: Option<u64>,
+    /// Bit `ext % DEDUP_WINDOW` set when `ext` (within the window below `max_ext_seq`) arrived.
+    seen: Vec<u64>,
     pub received: u64,
     pub bytes: u64,
     /// RFC 3550 interarrival jitter, in RTP timestamp units (scaled by 16 as in the RFC).
@@ -82,24 +94,50 @@ pub struct StreamStats {
 
 impl StreamStats {
     /// Records a packet. `arrival_rtp` is the arrival time expressed in the stream's RTP clock.
-    pub fn on_packet(&mut self, seq: u16, rtp_ts: u32, arrival_rtp: u64, payload_len: usize) {
-        self.received += 1;
-        self.bytes += payload_len as u64;
-        match self.first_ext_seq {
+    /// False when it does not count: a duplicate, older than the first, or after the window.
+    pub fn on_packet(
+        &mut self,
+        seq: u16,
+        rtp_ts: u32,
+        arrival_rtp: u64,
+        payload_len: usize,
+    ) -> bool {
+        if self.seen.is_empty() {
+            self.seen = vec![0; (DEDUP_WINDOW / 64) as usize];
+        }
+        let ext = match self.first_ext_seq {
             None => {
-                self.first_ext_seq = Some(seq as u64);
-                self.max_ext_seq = seq as u64;
+                let ext = seq as u64 + (1 << 16);
+                self.first_ext_seq = Some(ext);
+                self.max_ext_seq = ext;
+                ext
             }
             Some(_) => {
-                // A backwards jump of more than half the space is a wrap forwards.
-                if seq < self.last_seq && self.last_seq - seq > 0x8000 {
-                    self.cycles += 1 << 16;
-                }
-                let ext = self.cycles + seq as u64;
-                self.max_ext_seq = self.max_ext_seq.max(ext);
+                // The nearest extension of `seq` to the newest: a late packet just before a
+                // wrap is not a whole cycle ahead.
+                let delta = seq.wrapping_sub(self.max_ext_seq as u16) as i16 as i64;
+                (self.max_ext_seq as i64 + delta).max(0) as u64
             }
+        };
+        if ext > self.max_ext_seq {
+            if ext - self.max_ext_seq >= DEDUP_WINDOW {
+                self.seen.fill(0);
+            } else {
+                for e in self.max_ext_seq + 1..=ext {
+                    self.set_seen(e, false);
+                }
+            }
+            self.max_ext_seq = ext;
         }
-        self.last_seq = seq;
+        let in_window = ext >= self.first_ext_seq.unwrap_or(ext)
+            && self.cutoff.is_none_or(|c| ext <= c)
+            && self.max_ext_seq - ext < DEDUP_WINDOW;
+        if !in_window || self.is_seen(ext) {
+            return false;
+        }
+        self.set_seen(ext, true);
+        self.received += 1;
+        self.bytes += payload_len as u64;
         let transit = arrival_rtp as i64 - rtp_ts as i64;
         if let Some(last) = self.last_transit {
             let d = (transit - last).unsigned_abs();
@@ -107,12 +145,35 @@ impl StreamStats {
             self.jitter16 = self.jitter16 + d - (self.jitter16 >> 4);
         }
         self.last_transit = Some(transit);
+        true
     }
 
-    /// Packets the sequence numbers say were sent between the first and last seen.
+    fn set_seen(&mut self, ext: u64, on: bool) {
+        let i = (ext % DEDUP_WINDOW) as usize;
+        let bit = 1u64 << (i % 64);
+        if on {
+            self.seen[i / 64] |= bit;
+        } else {
+            self.seen[i / 64] &= !bit;
+        }
+    }
+
+    fn is_seen(&self, ext: u64) -> bool {
+        let i = (ext % DEDUP_WINDOW) as usize;
+        self.seen[i / 64] & (1u64 << (i % 64)) != 0
+    }
+
+    /// Ends the counted window at the newest packet so far; late packets of it still count.
+    pub fn close_window(&mut self) {
+        if self.first_ext_seq.is_some() {
+            self.cutoff.get_or_insert(self.max_ext_seq);
+        }
+    }
+
+    /// Packets the sequence numbers say were sent in the window.
     pub fn expected(&self) -> u64 {
         self.first_ext_seq
-            .map(|first| self.max_ext_seq + 1 - first)
+            .map(|first| self.cutoff.unwrap_or(self.max_ext_seq) + 1 - first)
             .unwrap_or(0)
     }
 
@@ -210,6 +271,28 @@ mod tests {
             s.on_packet(seq, 0, 0, 1);
         }
         assert_eq!(s.lost(), 0);
+    }
+
+    #[test]
+    fn late_packet_across_the_wrap_is_not_a_cycle_ahead() {
+        let mut s = StreamStats::default();
+        for seq in [65534u16, 0, 1, 65535, 2] {
+            s.on_packet(seq, 0, 0, 1);
+        }
+        assert_eq!((s.expected(), s.lost()), (5, 0));
+    }
+
+    #[test]
+    fn a_retransmission_after_the_window_counts_and_a_duplicate_does_not() {
+        let mut s = StreamStats::default();
+        for seq in [10u16, 11, 13] {
+            assert!(s.on_packet(seq, 0, 0, 1));
+        }
+        s.close_window();
+        assert!(!s.on_packet(14, 0, 0, 1), "after the window");
+        assert!(s.on_packet(12, 0, 0, 1), "late, inside the window");
+        assert!(!s.on_packet(12, 0, 0, 1), "duplicate");
+        assert_eq!((s.expected(), s.received, s.lost()), (4, 4, 0));
     }
 
     #[test]
