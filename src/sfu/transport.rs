@@ -97,16 +97,39 @@ pub fn codecs() -> Vec<(RTCRtpCodecParameters, RTPCodecType)> {
 /// RFC 6464 audio level on audio, `abs-send-time` on both; and `goog-remb` on video, so a browser that receives from us
 /// reports its own estimate (REMB) where it does not use transport-wide feedback.
 pub fn register_codecs(media: &mut MediaEngine) -> webrtc::error::Result<()> {
+    register_codecs_for(media, Streams::Simulcast)
+}
+
+/// Which incoming streams a connection must tell apart by header extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streams {
+    /// Simulcast may arrive: `sdes:mid` / rid extensions are negotiated (the server, and a
+    /// client's publishing connection).
+    Simulcast,
+    /// Every incoming SSRC is declared in the SDP (a client receiving from the server): no
+    /// `sdes` extensions. With them, webrtc-rs treats a packet that beats the start of its
+    /// declared receiver as a simulcast probe, reads it and its successors looking for a rid,
+    /// and on failure drops the SSRC for good ("incoming SSRC failed Simulcast probing": a
+    /// subscription that never starts, seen in `media_lossy_sends`). Without them it gives
+    /// up on that packet only and the declared receiver takes the stream.
+    Declared,
+}
+
+fn register_codecs_for(media: &mut MediaEngine, streams: Streams) -> webrtc::error::Result<()> {
     for (c, kind) in codecs() {
         media.register_codec(c, kind)?;
     }
-    for uri in [
-        "urn:ietf:params:rtp-hdrext:sdes:mid",
-        "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
-        "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
-    ] {
+    let sdes: &[&str] = match streams {
+        Streams::Simulcast => &[
+            "urn:ietf:params:rtp-hdrext:sdes:mid",
+            "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+            "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+        ],
+        Streams::Declared => &[],
+    };
+    for uri in sdes {
         media.register_header_extension(
-            RTCRtpHeaderExtensionCapability { uri: uri.into() },
+            RTCRtpHeaderExtensionCapability { uri: (*uri).into() },
             RTPCodecType::Video,
             None,
         )?;
@@ -180,7 +203,7 @@ const NACK_PLI_INTERVAL: Duration = Duration::from_millis(500);
 /// A media engine with our codecs and our interceptors, uncounted: for tests that build a
 /// bare peer. See [`engine_with`].
 pub fn engine_and_interceptors() -> webrtc::error::Result<(MediaEngine, Registry)> {
-    engine_with(Registry::new(), &Metrics::new())
+    engine_with(Registry::new(), &Metrics::new(), Streams::Simulcast)
 }
 
 /// A media engine with our codecs, and `inner` (interceptors that must see packets first,
@@ -193,9 +216,10 @@ pub fn engine_and_interceptors() -> webrtc::error::Result<(MediaEngine, Registry
 pub fn engine_with(
     inner: Registry,
     metrics: &Arc<Metrics>,
+    streams: Streams,
 ) -> webrtc::error::Result<(MediaEngine, Registry)> {
     let mut media = MediaEngine::default();
-    register_codecs(&mut media)?;
+    register_codecs_for(&mut media, streams)?;
     // configure_nack registers the nack / nack pli feedback on the media engine; its registry
     // (webrtc-rs's own responder and generator) is dropped: ours replace them.
     let _ = configure_nack(Registry::new(), &mut media);
@@ -340,7 +364,7 @@ fn build_api(
     udp: UDPNetwork,
     metrics: &Arc<Metrics>,
 ) -> webrtc::error::Result<API> {
-    let (media, registry) = engine_with(Registry::new(), metrics)?;
+    let (media, registry) = engine_with(Registry::new(), metrics, Streams::Simulcast)?;
     let mut settings = settings(config, listen_ip);
     settings.set_udp_network(udp);
     Ok(APIBuilder::new()

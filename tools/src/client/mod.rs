@@ -42,7 +42,7 @@ pub use media::{ClipFile, MediaSource, SentLog, SentPacket, SimLayer};
 pub use record::{Received, StreamRecord};
 
 use crate::sfu::ice_start::IceStart;
-use crate::sfu::transport::{engine_with, loopback_only, recovery_settings};
+use crate::sfu::transport::{engine_with, loopback_only, recovery_settings, Streams};
 use crate::sfu::udp::SocketPerConnection;
 use crate::sfu::{IceCandidateInit, PcKind, PublishedTrack, Sfu, Source, TileView, TrackInfo};
 use crate::sync::lock;
@@ -682,7 +682,13 @@ async fn new_pc(
     if let (Some(loss), true) = (&opts.inbound_loss, subscriber) {
         inner.add(Box::new(loss::LossBuilder(loss.clone())));
     }
-    let (media, registry) = engine_with(inner, metrics)?;
+    // The subscriber connection receives only SSRCs the server's offer declares.
+    let streams = if subscriber {
+        Streams::Declared
+    } else {
+        Streams::Simulcast
+    };
+    let (media, registry) = engine_with(inner, metrics, streams)?;
     let mut settings = SettingEngine::default();
     if opts.loopback_only {
         loopback_only(&mut settings, false);
