@@ -573,14 +573,22 @@ mod tests {
         // A publisher's packet whose one-byte extensions (mid "0", 1 byte) end in padding.
         let mut incoming = Packet::default();
         incoming.header.version = 2;
-        incoming.header.set_extension(3, Bytes::from_static(b"0")).unwrap();
+        incoming
+            .header
+            .set_extension(3, Bytes::from_static(b"0"))
+            .unwrap();
         incoming.payload = Bytes::from_static(&[0x10, 0, 0, 0, 0]);
         let wire = incoming.marshal().unwrap();
         let mut pkt = Packet::unmarshal(&mut &wire[..]).unwrap();
-        assert!(pkt.header.extensions_padding > 0, "the parsed packet counts its padding");
+        assert!(
+            pkt.header.extensions_padding > 0,
+            "the parsed packet counts its padding"
+        );
         strip_extensions(&mut pkt.header);
         // What webrtc-rs does for the subscriber's m-line: its own mid, another id.
-        pkt.header.set_extension(1, Bytes::from_static(b"12")).unwrap();
+        pkt.header
+            .set_extension(1, Bytes::from_static(b"12"))
+            .unwrap();
         let out = pkt.marshal().expect("sizes agree");
         assert_eq!(out.len(), pkt.marshal_size());
         let back = Packet::unmarshal(&mut &out[..]).unwrap();

@@ -8,6 +8,7 @@
 //!   clients only.
 //! - [`server_probe`]: the server's CPU, RSS and forwarded packets.
 //! - [`report`]: the summary (`--json`) and its table; [`plot`]: the SVG.
+//! - [`simulcast`]: `--cap-subscribers` (downlink caps) and the per-subscriber layer figures.
 
 pub mod args;
 pub mod expect;
@@ -16,6 +17,7 @@ pub mod report;
 pub mod run;
 pub mod server_probe;
 pub mod signal_only;
+pub mod simulcast;
 pub mod stats;
 
 use std::process::ExitCode;

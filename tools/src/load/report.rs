@@ -63,6 +63,9 @@ pub struct Summary {
     pub server_forwarded_packets: Option<u64>,
     pub server_cpu_us_per_forwarded_packet: Option<f64>,
     pub server_rss_mib: Option<f64>,
+    /// `--simulcast` / `--cap-subscribers` runs: layers, freezes and loss per capped
+    /// subscriber and for the rest.
+    pub subscribers: Option<super::simulcast::SimulcastSummary>,
     pub timeline: Vec<TimelinePoint>,
 }
 
@@ -160,6 +163,9 @@ impl Summary {
         );
         for (name, value) in rows {
             let _ = writeln!(out, "  {name:<32} {value}");
+        }
+        if let Some(s) = &self.subscribers {
+            s.write_table(&mut out);
         }
         out
     }
