@@ -71,8 +71,6 @@ impl SendLog {
 pub struct StreamStats {
     first_ext_seq: Option<u64>,
     max_ext_seq: u64,
-    cycles: u64,
-    last_seq: u16,
     pub received: u64,
     pub bytes: u64,
     /// RFC 3550 interarrival jitter, in RTP timestamp units (scaled by 16 as in the RFC).
@@ -90,19 +88,18 @@ impl StreamStats {
         self.bytes += payload_len as u64;
         match self.first_ext_seq {
             None => {
-                self.first_ext_seq = Some(seq as u64);
-                self.max_ext_seq = seq as u64;
+                // One cycle up, so a late packet from before the first never goes below 0.
+                self.first_ext_seq = Some(seq as u64 + (1 << 16));
+                self.max_ext_seq = seq as u64 + (1 << 16);
             }
             Some(_) => {
-                // A backwards jump of more than half the space is a wrap forwards.
-                if seq < self.last_seq && self.last_seq - seq > 0x8000 {
-                    self.cycles += 1 << 16;
-                }
-                let ext = self.cycles + seq as u64;
+                // Placed relative to the highest seen (RFC 3550 A.1): a late packet from just
+                // before a wrap (a retransmission) is behind it, not a cycle ahead.
+                let delta = i64::from(seq.wrapping_sub(self.max_ext_seq as u16) as i16);
+                let ext = (self.max_ext_seq as i64 + delta).max(0) as u64;
                 self.max_ext_seq = self.max_ext_seq.max(ext);
             }
         }
-        self.last_seq = seq;
         let transit = arrival_rtp as i64 - rtp_ts as i64;
         if let Some(last) = self.last_transit {
             let d = (transit - last).unsigned_abs();
@@ -217,6 +214,17 @@ mod tests {
         assert_eq!(s.expected(), 6);
         assert_eq!(s.lost(), 1);
         assert_eq!(s.bytes, 500);
+    }
+
+    #[test]
+    fn a_late_packet_from_before_a_wrap_is_not_a_cycle_ahead() {
+        let mut s = StreamStats::default();
+        // 65534 is lost, then retransmitted after the wrap.
+        for seq in [65533u16, 65535, 0, 1, 65534, 2] {
+            s.on_packet(seq, 0, 0, 1);
+        }
+        assert_eq!(s.expected(), 6);
+        assert_eq!(s.lost(), 0);
     }
 
     #[test]
