@@ -94,6 +94,24 @@ impl Shaper {
         packets: u32,
     ) -> Result<Cap, ShapeError> {
         let cap = self.cap_from_port(port, kbit)?;
+        self.short_queue(cap, packets)
+    }
+
+    /// Caps UDP packets *to* `port` at `kbit` kbit/s behind a queue of `packets` packets: one
+    /// client's downlink when the server sends every connection from one socket. The short
+    /// queue matters there: a long one would hold that socket's send buffer and slow every
+    /// other subscriber down with the capped one.
+    pub fn cap_to_port_dropping(
+        &mut self,
+        port: u16,
+        kbit: u32,
+        packets: u32,
+    ) -> Result<Cap, ShapeError> {
+        let cap = self.cap_to_port(port, kbit)?;
+        self.short_queue(cap, packets)
+    }
+
+    fn short_queue(&mut self, cap: Cap, packets: u32) -> Result<Cap, ShapeError> {
         let parent = format!("1:{}", cap.0);
         let handle = format!("{}:", cap.0);
         tc(&[

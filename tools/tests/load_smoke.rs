@@ -4,36 +4,11 @@
 #[path = "../../tests/common/gauges.rs"]
 mod gauges;
 
+mod load_support;
+
 use std::process::Command;
 
-use serde_json::Value;
-use sfu_lite::config::Config;
-
-async fn server() -> sfu_lite::server::RunningServer {
-    let mut config = Config::embedded();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    sfu_lite::server::start(config)
-        .await
-        .expect("server starts")
-}
-
-/// Runs the load binary on a blocking thread (it has its own runtime) and returns its exit
-/// status and JSON report.
-async fn load(url: String, extra: &[&str]) -> (std::process::ExitStatus, Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("out.json");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfu-lite-load"));
-    cmd.args(["--quiet", "--url", &url, "--json"])
-        .arg(&json)
-        .args(extra);
-    let status = tokio::task::spawn_blocking(move || cmd.status().unwrap())
-        .await
-        .unwrap();
-    let report = std::fs::read_to_string(&json)
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap_or(Value::Null);
-    (status, report)
-}
+use load_support::{load, server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_load_reports_every_peer_and_packet() {

@@ -62,28 +62,25 @@ impl SimLayer {
     /// The web client's three layers (`docs/protocol.md`), at about their bitrates: q ≈ 144,
     /// h ≈ 480, f ≈ 1,440 kbit/s of payload, so a 400 kbit/s link fits only q.
     pub fn web_three() -> Vec<SimLayer> {
+        Self::three_with_top(1_440_000)
+    }
+
+    /// The web client's three layers with the top one at `top_bps` of payload and the others
+    /// in the page's proportions (`static/js/simulcast.js`: 150 / 500 / 1,500 kbit/s, so h is a
+    /// third of f and q a tenth). One packet per frame: 1,200-byte packets, 600 for q so its
+    /// frame rate stays near the others'.
+    pub fn three_with_top(top_bps: u64) -> Vec<SimLayer> {
+        let layer = |rid, bps: u64, payload_len: usize, width, height| SimLayer {
+            rid,
+            packets_per_second: (bps / 8 / payload_len as u64).max(1) as u32,
+            payload_len,
+            width,
+            height,
+        };
         vec![
-            SimLayer {
-                rid: "q",
-                packets_per_second: 30,
-                payload_len: 600,
-                width: 320,
-                height: 180,
-            },
-            SimLayer {
-                rid: "h",
-                packets_per_second: 50,
-                payload_len: 1200,
-                width: 640,
-                height: 360,
-            },
-            SimLayer {
-                rid: "f",
-                packets_per_second: 150,
-                payload_len: 1200,
-                width: 1280,
-                height: 720,
-            },
+            layer("q", top_bps / 10, 600, 320, 180),
+            layer("h", top_bps / 3, 1200, 640, 360),
+            layer("f", top_bps, 1200, 1280, 720),
         ]
     }
 }
@@ -176,7 +173,7 @@ impl SentLog {
         lock(&self.log).clone()
     }
 
-    fn sent(&self, pkt: &Packet, keyframe: bool) {
+    pub(crate) fn sent(&self, pkt: &Packet, keyframe: bool) {
         self.packets.fetch_add(1, Ordering::Relaxed);
         if let (Some(hook), Some(source)) = (&self.on_sent, self.source) {
             hook(source, pkt.header.sequence_number, Instant::now());
@@ -285,7 +282,7 @@ pub(crate) async fn send_loop(
         ..Default::default()
     };
     match source {
-        // Sent layer by layer by `simulcast_layer_loop`.
+        // Sent layer by layer by `simulcast`.
         MediaSource::SimulcastVideo(_) => {}
         MediaSource::SyntheticVideo {
             packets_per_second,
@@ -394,47 +391,30 @@ pub(crate) async fn send_loop(
     }
 }
 
-/// Sends one simulcast layer's synthetic frames on `track` until `stop`; a keyframe first and
-/// whenever `keyframe` is set (a PLI for this layer).
-pub(crate) async fn simulcast_layer_loop(
-    track: Arc<TrackLocalStaticRTP>,
-    layer: SimLayer,
-    keyframe: Arc<AtomicBool>,
-    log: Arc<SentLog>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut seq: u16 = rand::random();
-    let mut ts: u32 = rand::random();
-    let pps = layer.packets_per_second.max(1);
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / pps);
-    keyframe.store(true, Ordering::Relaxed);
-    for counter in 0u64.. {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let key = keyframe.swap(false, Ordering::Relaxed);
-        let mut payload = synthetic_vp8(key, counter, layer.payload_len);
-        if key {
-            // The keyframe header's size: what the server learns each layer's size from.
-            payload[7..9].copy_from_slice(&layer.width.to_le_bytes());
-            payload[9..11].copy_from_slice(&layer.height.to_le_bytes());
-        }
-        let pkt = Packet {
-            header: Header {
-                version: 2,
-                marker: true,
-                payload_type: 96,
-                sequence_number: seq,
-                timestamp: ts,
-                ..Default::default()
-            },
-            payload: Bytes::from(payload),
-        };
-        log.sent(&pkt, key);
-        let _ = track.write_rtp(&pkt).await;
-        seq = seq.wrapping_add(1);
-        ts = ts.wrapping_add(90000 / pps);
+/// One packet of a simulcast layer's synthetic video (one packet per frame): keyframes carry
+/// the layer's size in their header, which is where the server learns each layer's size.
+pub(crate) fn simulcast_packet(
+    layer: &SimLayer,
+    key: bool,
+    counter: u64,
+    seq: u16,
+    ts: u32,
+) -> Packet {
+    let mut payload = synthetic_vp8(key, counter, layer.payload_len);
+    if key {
+        payload[7..9].copy_from_slice(&layer.width.to_le_bytes());
+        payload[9..11].copy_from_slice(&layer.height.to_le_bytes());
+    }
+    Packet {
+        header: Header {
+            version: 2,
+            marker: true,
+            payload_type: 96,
+            sequence_number: seq,
+            timestamp: ts,
+            ..Default::default()
+        },
+        payload: Bytes::from(payload),
     }
 }
 

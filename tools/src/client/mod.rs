@@ -8,6 +8,7 @@
 //! - `codec`: VP8 keyframe detection, payload fingerprints.
 //! - `loss`: test-only inbound packet loss placed before the NACK generator.
 //! - `restart`: ICE restart of a connection that went down, as the web client does it.
+//! - `simulcast`: a simulcast publisher's layers, paused and resumed as the server says.
 
 pub mod codec;
 mod link;
@@ -15,6 +16,7 @@ pub mod loss;
 pub mod media;
 mod record;
 mod restart;
+pub mod simulcast;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -40,6 +42,7 @@ pub use link::{first_value, join_rooms, ServerError};
 pub use loss::LossSpec;
 pub use media::{ClipFile, MediaSource, SentLog, SentPacket, SimLayer};
 pub use record::{Received, StreamRecord};
+pub use simulcast::LayerStats;
 
 use crate::sfu::ice_start::IceStart;
 use crate::sfu::transport::{engine_with, loopback_only, recovery_settings, Streams};
@@ -124,6 +127,8 @@ pub struct Published {
     pub source: Source,
     pub mid: String,
     pub log: Arc<SentLog>,
+    /// Simulcast layers, lowest first (empty for a plain track).
+    pub layers: Vec<Arc<simulcast::LayerState>>,
 }
 
 /// State the driver and the receive tasks share with the owner.
@@ -144,6 +149,8 @@ pub(crate) struct Shared {
     pub layer: Mutex<Vec<(String, String, Instant)>>,
     /// `speaking` events: (id, speaking).
     pub speaking: Mutex<Vec<(String, bool)>>,
+    /// This peer's published simulcast layers by mid, switched by `layers` events.
+    pub sim_layers: Mutex<simulcast::LayerTable>,
     /// Woken on every recorded change, for [`HeadlessPeer::wait_until`].
     pub changed: Notify,
     pub paused: watch::Sender<bool>,
@@ -214,6 +221,7 @@ impl HeadlessPeer {
             layers: Mutex::default(),
             layer: Mutex::default(),
             speaking: Mutex::default(),
+            sim_layers: Mutex::default(),
             changed: Notify::new(),
             paused: watch::channel(false).0,
             record: opts.record_packets,
@@ -302,18 +310,17 @@ impl HeadlessPeer {
                     spec.source,
                     opts.hooks.on_sent.clone(),
                 ));
-                let transceiver = publish_simulcast(
+                let (transceiver, states) = simulcast::publish(
                     &publisher,
                     codec,
-                    &id,
-                    published.len(),
+                    (&id, published.len()),
                     layers,
                     &log,
                     &stop,
                     &mut tasks,
                 )
                 .await?;
-                published.push((spec.source, transceiver, log));
+                published.push((spec.source, transceiver, log, states));
                 continue;
             }
             let local = Arc::new(TrackLocalStaticRTP::new(
@@ -359,7 +366,7 @@ impl HeadlessPeer {
                 log.clone(),
                 stop.subscribe(),
             )));
-            published.push((spec.source, transceiver, log));
+            published.push((spec.source, transceiver, log, Vec::new()));
         }
         let mut publish_offer = None;
         if !published.is_empty() {
@@ -370,7 +377,7 @@ impl HeadlessPeer {
                 .await
                 .map(|d| d.sdp)
                 .unwrap_or_default();
-            for (source, transceiver, _) in &published {
+            for (source, transceiver, _, _) in &published {
                 declared.push(PublishedTrack {
                     mid: transceiver.mid().map(|m| m.to_string()).unwrap_or_default(),
                     source: *source,
@@ -384,11 +391,17 @@ impl HeadlessPeer {
         let published = published
             .into_iter()
             .zip(declared.iter())
-            .map(|((source, _, log), d)| Published {
+            .map(|((source, _, log, layers), d)| Published {
                 source,
                 mid: d.mid.clone(),
                 log,
+                layers,
             })
+            .collect::<Vec<_>>();
+        *lock(&shared.sim_layers) = published
+            .iter()
+            .filter(|p| !p.layers.is_empty())
+            .map(|p| (p.mid.clone(), p.layers.clone()))
             .collect();
         tasks.push(tokio::spawn(drive(
             link.clone(),
@@ -428,6 +441,14 @@ impl HeadlessPeer {
             .await?;
         let ip = pair.remote.address.parse().ok()?;
         Some(std::net::SocketAddr::new(ip, pair.remote.port))
+    }
+
+    /// The local UDP port of this peer's subscriber connection (the selected pair's local end),
+    /// once connected: what `netshape` caps to shape this peer's downlink alone.
+    pub async fn subscriber_local_port(&self) -> Option<u16> {
+        let dtls = self.subscriber.sctp().transport();
+        let pair = dtls.ice_transport().get_selected_candidate_pair().await?;
+        Some(pair.local.port)
     }
 
     /// The local UDP ports of this peer's connected media (the selected pairs' local ends): what
@@ -504,6 +525,15 @@ impl HeadlessPeer {
     /// Every `layers` event the server sent this peer as a publisher.
     pub fn layers_events(&self) -> Vec<LayersEvent> {
         lock(&self.shared.layers).clone()
+    }
+
+    /// The simulcast layers of this peer's published `source` (empty when not simulcast).
+    pub fn layer_stats(&self, source: Source) -> Vec<LayerStats> {
+        self.published
+            .iter()
+            .filter(|p| p.source == source)
+            .flat_map(|p| p.layers.iter().map(|l| l.stats()))
+            .collect()
     }
 
     /// Every `layer` event: (subscriber mid, rid, arrival).
@@ -604,70 +634,6 @@ impl HeadlessPeer {
         let _ = self.publisher.close().await;
         let _ = self.subscriber.close().await;
     }
-}
-
-/// Adds one send-only transceiver with an encoding per layer (`add_encoding`), and the send
-/// loop and PLI reader of each layer.
-#[allow(clippy::too_many_arguments)]
-async fn publish_simulcast(
-    publisher: &Arc<RTCPeerConnection>,
-    codec: webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability,
-    id: &str,
-    n: usize,
-    layers: &[media::SimLayer],
-    log: &Arc<SentLog>,
-    stop: &watch::Sender<bool>,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> anyhow::Result<Arc<webrtc::rtp_transceiver::RTCRtpTransceiver>> {
-    let tracks: Vec<Arc<TrackLocalStaticRTP>> = layers
-        .iter()
-        .map(|l| {
-            Arc::new(TrackLocalStaticRTP::new_with_rid(
-                codec.clone(),
-                format!("{id}-{n}"),
-                l.rid.to_string(),
-                id.to_string(),
-            ))
-        })
-        .collect();
-    let first = tracks.first().ok_or_else(|| anyhow::anyhow!("no layers"))?;
-    let transceiver = publisher
-        .add_transceiver_from_track(
-            first.clone(),
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Sendonly,
-                send_encodings: vec![],
-            }),
-        )
-        .await?;
-    let sender = transceiver.sender().await;
-    for t in &tracks[1..] {
-        sender.add_encoding(t.clone()).await?;
-    }
-    for (layer, track) in layers.iter().zip(tracks) {
-        let keyframe = Arc::new(AtomicBool::new(true));
-        let (sender, flag, log2, rid) = (sender.clone(), keyframe.clone(), log.clone(), layer.rid);
-        tasks.push(tokio::spawn(async move {
-            while let Ok((packets, _)) = sender.read_rtcp_simulcast(rid).await {
-                for p in packets {
-                    let any = p.as_any();
-                    if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
-                        log2.keyframe_requests
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            }
-        }));
-        tasks.push(tokio::spawn(media::simulcast_layer_loop(
-            track,
-            *layer,
-            keyframe,
-            log.clone(),
-            stop.subscribe(),
-        )));
-    }
-    Ok(transceiver)
 }
 
 async fn new_pc(
@@ -844,6 +810,7 @@ async fn drive(
                 shared.changed.notify_waiters();
             }
             Inbound::Layers { mid, active } => {
+                simulcast::apply_layers(&lock(&shared.sim_layers), &mid, &active);
                 lock(&shared.layers).push(LayersEvent {
                     mid,
                     active,

@@ -29,9 +29,10 @@ pub struct LoadArgs {
     #[arg(long, default_value = "10/s", value_parser = parse_ramp)]
     pub ramp: f64,
     /// Video each publisher sends: a bitrate such as 500kbps (synthetic VP8-sized packets
-    /// paced at that rate), `fixture` (the committed VP8 clip, looped), or `none`.
-    #[arg(long, default_value = "500kbps")]
-    pub video: VideoSpec,
+    /// paced at that rate; the default), `fixture` (the committed VP8 clip, looped), or `none`.
+    /// With --simulcast: the top layer's bitrate (default 1.5mbps).
+    #[arg(long)]
+    pub video: Option<VideoSpec>,
     /// Publishers also send Opus audio.
     #[arg(long)]
     pub audio: bool,
@@ -65,6 +66,19 @@ pub struct LoadArgs {
     /// server listens for media unless `media.udp_port` says otherwise).
     #[arg(long)]
     pub media_port: Option<u16>,
+    /// Publishers send their camera as three simulcast layers (q, h, f) in the web client's
+    /// proportions (150 / 500 / 1,500 kbit/s; --video sets the top one) and obey the server's
+    /// `layers` word; the report gains layer switches and freezes per subscriber.
+    #[arg(long)]
+    pub simulcast: bool,
+    /// Caps the downlink of this many subscribers (the last peers to join) once everyone has
+    /// joined, with `netshape` (tc on lo, a 20-packet bottleneck queue). Needs root, and a
+    /// network namespace of its own shared with the server (`unshare --net`).
+    #[arg(long, default_value_t = 0)]
+    pub cap_subscribers: usize,
+    /// The downlink cap of --cap-subscribers, in kbit/s.
+    #[arg(long, default_value_t = 400)]
+    pub cap_kbps: u32,
 }
 
 /// What a publisher's video track sends.
@@ -136,6 +150,20 @@ impl LoadArgs {
         if self.publishers.is_some_and(|p| p > self.peers) {
             return Err("--publishers cannot exceed --peers".into());
         }
+        if self.simulcast && !matches!(self.video(), VideoSpec::Bitrate(_)) {
+            return Err(
+                "--simulcast needs synthetic video: --video BITRATE (the top layer)".into(),
+            );
+        }
+        if self.cap_subscribers > self.peers {
+            return Err("--cap-subscribers cannot exceed --peers".into());
+        }
+        if self.cap_subscribers > 0 && self.signal_only {
+            return Err("--cap-subscribers shapes media: not with --signal-only".into());
+        }
+        if !(8..=10_000_000).contains(&self.cap_kbps) {
+            return Err("--cap-kbps is between 8 and 10000000".into());
+        }
         if !(0.0..=1.0).contains(&self.max_loss) {
             return Err("--max-loss is a ratio between 0 and 1".into());
         }
@@ -160,6 +188,18 @@ impl LoadArgs {
 
     pub fn publisher_count(&self) -> usize {
         self.publishers.unwrap_or(self.peers)
+    }
+
+    /// What publishers send: --video, or its default (1.5 Mbit/s at the top of a simulcast,
+    /// 500 kbit/s otherwise).
+    pub fn video(&self) -> VideoSpec {
+        let default = if self.simulcast { 1_500_000 } else { 500_000 };
+        self.video.unwrap_or(VideoSpec::Bitrate(default))
+    }
+
+    /// Whether peer `i` (in join order) gets a capped downlink: the last `cap_subscribers`.
+    pub fn is_capped(&self, i: usize) -> bool {
+        i + self.cap_subscribers >= self.peers
     }
 }
 
@@ -192,18 +232,18 @@ mod tests {
     fn defaults_are_bounded_and_local() {
         let a = parse(&[]).unwrap();
         assert_eq!(a.duration, Duration::from_secs(30));
-        assert_eq!(a.video, VideoSpec::Bitrate(500_000));
+        assert_eq!(a.video(), VideoSpec::Bitrate(500_000));
         assert_eq!(a.publisher_count(), 2);
     }
 
     #[test]
     fn parses_units() {
         let a = parse(&["--video", "1.5mbps", "--ramp", "25/s", "--duration", "2m"]).unwrap();
-        assert_eq!(a.video, VideoSpec::Bitrate(1_500_000));
+        assert_eq!(a.video(), VideoSpec::Bitrate(1_500_000));
         assert_eq!(a.ramp, 25.0);
         assert_eq!(a.duration, Duration::from_secs(120));
         assert_eq!(
-            parse(&["--video", "fixture"]).unwrap().video,
+            parse(&["--video", "fixture"]).unwrap().video(),
             VideoSpec::Fixture
         );
         assert!(parse(&["--video", "fast"]).is_err());
@@ -226,6 +266,21 @@ mod tests {
         assert_eq!(a.media_port(), Some(9000));
         assert!(parse(&["--loss", "0"]).is_err());
         assert!(parse(&["--loss", "80"]).is_err());
+    }
+
+    #[test]
+    fn simulcast_tops_at_the_web_rate_or_at_video_and_caps_the_last_peers() {
+        let a = parse(&["--simulcast", "--peers", "8", "--cap-subscribers", "2"]).unwrap();
+        assert_eq!(a.video(), VideoSpec::Bitrate(1_500_000));
+        assert_eq!(a.cap_kbps, 400);
+        let capped: Vec<usize> = (0..8).filter(|&i| a.is_capped(i)).collect();
+        assert_eq!(capped, vec![6, 7]);
+        assert!(!parse(&["--peers", "8"]).unwrap().is_capped(7));
+        let b = parse(&["--simulcast", "--video", "3mbps"]).unwrap();
+        assert_eq!(b.video(), VideoSpec::Bitrate(3_000_000));
+        assert!(parse(&["--simulcast", "--video", "fixture"]).is_err());
+        assert!(parse(&["--peers", "2", "--cap-subscribers", "3"]).is_err());
+        assert!(parse(&["--cap-kbps", "0"]).is_err());
     }
 
     #[test]

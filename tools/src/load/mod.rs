@@ -9,6 +9,7 @@
 //! - [`server_probe`]: the server's CPU, RSS, forwarded packets and NACK counters.
 //! - [`loss`]: `--loss`, the lossy link (`netshape`) around the run.
 //! - [`report`]: the summary (`--json`) and its table; [`plot`]: the SVG.
+//! - [`simulcast`]: `--cap-subscribers` (downlink caps) and the per-subscriber layer figures.
 
 pub mod args;
 pub mod expect;
@@ -18,6 +19,7 @@ pub mod report;
 pub mod run;
 pub mod server_probe;
 pub mod signal_only;
+pub mod simulcast;
 pub mod stats;
 
 use std::process::ExitCode;

@@ -70,6 +70,9 @@ pub struct Summary {
     pub subscriber_nacks_sent: u64,
     pub server_nacks_sent: Option<u64>,
     pub server_retransmitted_packets: Option<u64>,
+    /// `--simulcast` / `--cap-subscribers` runs: layers, freezes and loss per capped
+    /// subscriber and for the rest.
+    pub subscribers: Option<super::simulcast::SimulcastSummary>,
     pub timeline: Vec<TimelinePoint>,
 }
 
@@ -181,6 +184,9 @@ impl Summary {
         );
         for (name, value) in rows {
             let _ = writeln!(out, "  {name:<32} {value}");
+        }
+        if let Some(s) = &self.subscribers {
+            s.write_table(&mut out);
         }
         out
     }

@@ -13,8 +13,9 @@ use super::args::{LoadArgs, VideoSpec};
 use super::expect::{self, Expectation, Presence};
 use super::report::{Summary, TimelinePoint};
 use super::server_probe::ServerProbe;
+use super::simulcast::{self as sim, SubscriberSample};
 use super::stats::{since_epoch_ns, Samples, SendLog, StreamStats};
-use crate::client::{HeadlessPeer, Hooks, MediaSource, PeerOptions, TrackSpec};
+use crate::client::{HeadlessPeer, Hooks, MediaSource, PeerOptions, SimLayer, TrackSpec};
 use crate::sfu::Source;
 use crate::sync::lock;
 
@@ -193,6 +194,10 @@ struct Joined {
     room: usize,
     joined_at: Instant,
     sends: Arc<PeerSends>,
+    /// Its downlink is capped (`--cap-subscribers`).
+    capped: bool,
+    /// `peer-N`, N its place in the join order (what the report names it by).
+    name: String,
 }
 
 fn tracks(args: &LoadArgs, publishes: bool) -> Vec<TrackSpec> {
@@ -200,7 +205,11 @@ fn tracks(args: &LoadArgs, publishes: bool) -> Vec<TrackSpec> {
         return Vec::new();
     }
     let mut tracks = Vec::new();
-    match args.video {
+    match args.video() {
+        VideoSpec::Bitrate(top) if args.simulcast => tracks.push(TrackSpec {
+            source: Source::Camera,
+            media: MediaSource::SimulcastVideo(SimLayer::three_with_top(top)),
+        }),
         VideoSpec::None => {}
         VideoSpec::Fixture => tracks.push(TrackSpec {
             source: Source::Camera,
@@ -230,7 +239,8 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
     let registry = Arc::new(Registry::default());
     let totals = Arc::new(Totals::default());
     let publishers = args.publisher_count();
-    let video = publishers > 0 && args.video != VideoSpec::None;
+    let video = publishers > 0 && args.video() != VideoSpec::None;
+    sim::preflight(args)?;
     let probe = ServerProbe::new(&args.url, args.server_pid);
     let tool_start = crate::procstat::sample_self();
     let bar = progress(args);
@@ -263,9 +273,14 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
             }),
             on_sent: Some({
                 let sends = sends.clone();
+                // Simulcast layers have sequence spaces of their own and the server rewrites
+                // them on a switch: a received number names no sent packet, so none is logged.
+                let unmatched = args.simulcast.then_some(Source::Camera);
                 Arc::new(move |source, seq, at| {
                     if let Some(track) = sends.track(source) {
-                        track.log.record(seq, since_epoch_ns(at));
+                        if unmatched != Some(source) {
+                            track.log.record(seq, since_epoch_ns(at));
+                        }
                         track.sent.fetch_add(1, Ordering::Relaxed);
                     }
                 })
@@ -280,6 +295,7 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
         let url = args.url.clone();
         let registry = registry.clone();
         let rooms = args.rooms;
+        let capped = args.is_capped(i);
         joins.spawn(async move {
             let t0 = Instant::now();
             let joined = tokio::time::timeout(
@@ -298,6 +314,8 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
                         room: i % rooms,
                         joined_at: Instant::now(),
                         sends,
+                        capped,
+                        name: format!("peer-{i}"),
                     })
                 }
                 Ok(Err(e)) => Err(format!("peer {i}: {e:#}")),
@@ -323,6 +341,20 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
     for f in failures.iter().take(5) {
         tracing::warn!("{f}");
     }
+
+    let caps = if args.cap_subscribers > 0 {
+        let capped: Vec<&HeadlessPeer> =
+            peers.iter().filter(|j| j.capped).map(|j| &j.peer).collect();
+        match sim::cap_downlinks(&capped, args.cap_kbps).await {
+            Ok(caps) => Some(caps),
+            Err(e) => {
+                leave_all(peers).await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
 
     // Steady state: sample once a second.
     let server_start = probe.sample().await;
@@ -444,12 +476,12 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
     if let (Some(a), Some(b)) = (server_start, server_end) {
         summary.apply_server(&a, &b);
     }
-
-    // Teardown, bounded.
-    let leaving = futures_util::future::join_all(peers.into_iter().map(|j| j.peer.leave()));
-    if tokio::time::timeout(LEAVE_TIMEOUT, leaving).await.is_err() {
-        tracing::warn!("some peers did not leave within {LEAVE_TIMEOUT:?}");
+    if args.simulcast || args.cap_subscribers > 0 {
+        summary.subscribers = Some(sim::summarize(args, &subscriber_samples(&peers)));
     }
+    // The caps go before teardown, so that leaving is not slowed by them.
+    drop(caps);
+    leave_all(peers).await;
     if let (Some(a), Some(b)) = (tool_start, crate::procstat::sample_self()) {
         summary.tool_cpu_s = (b.cpu - a.cpu).as_secs_f64();
         if summary.recv_packets > 0 {
@@ -458,6 +490,47 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
         }
     }
     Ok(summary)
+}
+
+/// Leaves every peer, bounded.
+async fn leave_all(peers: Vec<Joined>) {
+    let leaving = futures_util::future::join_all(peers.into_iter().map(|j| j.peer.leave()));
+    if tokio::time::timeout(LEAVE_TIMEOUT, leaving).await.is_err() {
+        tracing::warn!("some peers did not leave within {LEAVE_TIMEOUT:?}");
+    }
+}
+
+/// What each subscriber received, for the per-subscriber figures of [`sim`].
+fn subscriber_samples(peers: &[Joined]) -> Vec<SubscriberSample> {
+    peers
+        .iter()
+        .map(|j| {
+            let state = lock(&j.observer.state);
+            let streams = state.streams.values().flat_map(|m| m.iter());
+            let mut sample = SubscriberSample {
+                id: format!("{} ({})", j.name, j.peer.id()),
+                capped: j.capped,
+                layer_events: j
+                    .peer
+                    .layer_events()
+                    .into_iter()
+                    .map(|(mid, rid, _)| (mid, rid))
+                    .collect(),
+                video_gaps_ms: Vec::new(),
+                received: 0,
+                lost: 0,
+            };
+            for (source, stream) in streams {
+                sample.received += stream.stats.received;
+                sample.lost += stream.stats.lost();
+                if matches!(source, Source::Camera | Source::Screen) {
+                    let ms = stream.stats.max_gap() as f64 * 1000.0 / stream.clock_rate as f64;
+                    sample.video_gaps_ms.push(ms);
+                }
+            }
+            sample
+        })
+        .collect()
 }
 
 /// The subscriptions the joined peers should have (see [`expect`]), checked against what each

@@ -90,6 +90,9 @@ pub struct StreamStats {
     /// RFC 3550 interarrival jitter, in RTP timestamp units (scaled by 16 as in the RFC).
     jitter16: u64,
     last_transit: Option<i64>,
+    /// Arrival of the latest packet and the longest pause between two, in RTP clock units.
+    last_arrival: Option<u64>,
+    max_gap: u64,
 }
 
 impl StreamStats {
@@ -145,7 +148,20 @@ impl StreamStats {
             self.jitter16 = self.jitter16 + d - (self.jitter16 >> 4);
         }
         self.last_transit = Some(transit);
+        if let Some(last) = self.last_arrival {
+            self.max_gap = self.max_gap.max(arrival_rtp.saturating_sub(last));
+        }
+        self.last_arrival = Some(
+            self.last_arrival
+                .map_or(arrival_rtp, |l| l.max(arrival_rtp)),
+        );
         true
+    }
+
+    /// The longest pause between two arrivals, in RTP timestamp units: for synthetic video
+    /// (one packet per frame) the longest freeze a viewer saw.
+    pub fn max_gap(&self) -> u64 {
+        self.max_gap
     }
 
     fn set_seen(&mut self, ext: u64, on: bool) {
@@ -265,6 +281,17 @@ mod tests {
     }
 
     #[test]
+    fn a_late_packet_from_before_a_wrap_is_not_a_cycle_ahead() {
+        let mut s = StreamStats::default();
+        // 65534 is lost, then retransmitted after the wrap.
+        for seq in [65533u16, 65535, 0, 1, 65534, 2] {
+            s.on_packet(seq, 0, 0, 1);
+        }
+        assert_eq!(s.expected(), 6);
+        assert_eq!(s.lost(), 0);
+    }
+
+    #[test]
     fn reordered_packet_is_not_loss() {
         let mut s = StreamStats::default();
         for seq in [10u16, 12, 11, 13] {
@@ -307,6 +334,16 @@ mod tests {
             s.on_packet(i as u16, i * 3000, i as u64 * 3000 + wobble, 1);
         }
         assert!(s.jitter() > 100.0, "{}", s.jitter());
+    }
+
+    #[test]
+    fn longest_pause_between_arrivals() {
+        let mut s = StreamStats::default();
+        for (i, at) in [0u64, 3000, 6000, 96_000, 99_000].into_iter().enumerate() {
+            s.on_packet(i as u16, 0, at, 1);
+        }
+        assert_eq!(s.max_gap(), 90_000);
+        assert_eq!(StreamStats::default().max_gap(), 0);
     }
 
     #[test]
