@@ -42,6 +42,16 @@ struct Slot {
     rewriter: Arc<Mutex<Rewriter>>,
 }
 
+impl Slot {
+    /// The m-line's mid ("" before negotiation gave it one).
+    fn mid(&self) -> String {
+        self.transceiver
+            .mid()
+            .map(|m| m.to_string())
+            .unwrap_or_default()
+    }
+}
+
 struct Subscription {
     up: Arc<UpTrack>,
     sink: Arc<Sink>,
@@ -175,12 +185,7 @@ impl Peer {
             .subs
             .values()
             .map(|s| TrackInfo {
-                mid: s
-                    .slot
-                    .transceiver
-                    .mid()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
+                mid: s.slot.mid(),
                 participant: s.up.publisher.clone(),
                 source: s.up.source,
                 kind: s.up.kind.to_string(),
@@ -191,12 +196,7 @@ impl Peer {
             st.subs
                 .values()
                 .map(|s| DownEntry {
-                    mid: s
-                        .slot
-                        .transceiver
-                        .mid()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
+                    mid: s.slot.mid(),
                     up: s.up.clone(),
                     sink: s.sink.clone(),
                 })

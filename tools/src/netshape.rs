@@ -178,51 +178,38 @@ impl Shaper {
     /// no error), until [`Shaper::unblock`]: a participant whose network goes dark. On loopback
     /// both directions pass the input hook, so this cuts them both.
     pub fn block_ports(&mut self, ports: &[u16]) -> Result<Block, ShapeError> {
-        let table = Self::block_table();
-        let set = ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(" , ");
-        nft(&format!("add table inet {table}"))?;
-        self.blocks.push(table.clone());
-        nft(&format!(
-            "add chain inet {table} input {{ type filter hook input priority -10 ; }}"
-        ))?;
-        for dir in ["sport", "dport"] {
-            nft(&format!(
-                "add rule inet {table} input meta l4proto udp udp {dir} {{ {set} }} drop"
-            ))?;
-        }
-        Ok(Block(table))
+        let set = port_set(ports);
+        self.install_block(&[
+            format!("meta l4proto udp udp sport {{ {set} }} drop"),
+            format!("meta l4proto udp udp dport {{ {set} }} drop"),
+        ])
     }
 
     /// Silently drops every UDP packet that is neither from nor to any of `ports`, until
     /// [`Shaper::unblock`]: everyone else's network goes dark, whatever ports they open
     /// meanwhile (a browser's ICE restart gathers new ones).
     pub fn block_udp_except(&mut self, ports: &[u16]) -> Result<Block, ShapeError> {
-        let table = Self::block_table();
-        let set = ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(" , ");
+        let set = port_set(ports);
+        self.install_block(&[format!(
+            "meta l4proto udp udp sport != {{ {set} }} udp dport != {{ {set} }} drop"
+        )])
+    }
+
+    /// A table of its own (unique in the namespace: tests of one binary may block at the same
+    /// time) with `rules` on the input hook.
+    fn install_block(&mut self, rules: &[String]) -> Result<Block, ShapeError> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let table = format!("sfu_block_{}_{n}", std::process::id());
         nft(&format!("add table inet {table}"))?;
         self.blocks.push(table.clone());
         nft(&format!(
             "add chain inet {table} input {{ type filter hook input priority -10 ; }}"
         ))?;
-        nft(&format!(
-            "add rule inet {table} input meta l4proto udp udp sport != {{ {set} }} udp dport != {{ {set} }} drop"
-        ))?;
+        for rule in rules {
+            nft(&format!("add rule inet {table} input {rule}"))?;
+        }
         Ok(Block(table))
-    }
-
-    /// A table name unique in the namespace: tests of one binary may block at the same time.
-    fn block_table() -> String {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("sfu_block_{}_{n}", std::process::id())
     }
 
     /// Lifts a [`Shaper::block_ports`] or [`Shaper::block_udp_except`]: the packets pass again.
@@ -299,6 +286,15 @@ impl Drop for Shaper {
 
 fn tc(args: &[&str]) -> Result<(), ShapeError> {
     run("tc", args.iter().map(|s| s.to_string()).collect())
+}
+
+/// `ports` as the elements of an nftables set.
+fn port_set(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(" , ")
 }
 
 fn nft(rule: &str) -> Result<(), ShapeError> {
