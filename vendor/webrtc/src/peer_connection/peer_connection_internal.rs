@@ -226,9 +226,10 @@ impl PeerConnectionInternal {
             current_transceivers.clone()
         };
 
-        if !is_renegotiation {
-            self.undeclared_media_processor();
-        } else {
+        // sfu-lite patch 1: on the first negotiation the undeclared-media processor starts
+        // only after the receivers (below), so a declared SSRC or a rid whose packets arrived
+        // before this point is found by its receiver rather than probed (see PATCHES.md).
+        if is_renegotiation {
             for t in &current_transceivers {
                 let receiver = t.receiver().await;
                 let tracks = receiver.tracks().await;
@@ -284,8 +285,13 @@ impl PeerConnectionInternal {
             }
         }
 
-        self.start_rtp_receivers(&mut track_details, &current_transceivers, is_renegotiation)
-            .await?;
+        let started = self
+            .start_rtp_receivers(&mut track_details, &current_transceivers, is_renegotiation)
+            .await;
+        if !is_renegotiation {
+            self.undeclared_media_processor();
+        }
+        started?;
         if let Some(parsed_remote) = &remote_desc.parsed {
             let current_local_desc = self.current_local_description.lock().await;
             if let Some(parsed_local) = current_local_desc
@@ -1069,6 +1075,15 @@ impl PeerConnectionInternal {
             Some(r) => r,
             None => return Err(Error::ErrPeerConnRemoteDescriptionNil),
         };
+        // sfu-lite patch 2: an SSRC the remote description declares belongs to the receiver
+        // that opens it (now or when its start runs). Probing it here would read its first
+        // packets away from that receiver and then close the stream under it.
+        let declared = track_details_from_sdp(&parsed, false)
+            .iter()
+            .any(|d| d.ssrcs.contains(&ssrc) || (d.repair_ssrc != 0 && d.repair_ssrc == ssrc));
+        if declared {
+            return Ok(());
+        }
         // If the remote SDP was only one media section the ssrc doesn't have to be explicitly declared
         if self.handle_undeclared_ssrc(ssrc, &parsed).await? {
             return Ok(());
@@ -1125,6 +1140,7 @@ impl PeerConnectionInternal {
             .dtls_transport
             .streams_for_ssrc(ssrc, &stream_info, &icpr)
             .await?;
+        let probe_streams = (Arc::clone(&rtp_read_stream), Arc::clone(&rtcp_read_stream));
 
         // Packets that we read as part of simulcast probing that we need to make available
         // if we do find a track later.
@@ -1156,7 +1172,7 @@ impl PeerConnectionInternal {
                 let receiver = t.receiver().await;
 
                 if !rsid.is_empty() {
-                    return receiver
+                    let res = receiver
                         .receive_for_rtx(
                             0,
                             rsid,
@@ -1169,9 +1185,17 @@ impl PeerConnectionInternal {
                             },
                         )
                         .await;
+                    if res.is_err() {
+                        self.drop_probed_stream(ssrc, &stream_info, &icpr, &probe_streams)
+                            .await;
+                    }
+                    return res;
                 }
 
-                let track = receiver
+                // sfu-lite patch 3: a rid without a track (yet) used to return here and leave
+                // the stream open with nobody reading it, so that SSRC was lost for good. Closed,
+                // the next packet of it is probed again.
+                let track = match receiver
                     .receive_for_rid(
                         SmolStr::from(rid),
                         params,
@@ -1183,7 +1207,15 @@ impl PeerConnectionInternal {
                             rtcp_interceptor: Some(rtcp_interceptor),
                         },
                     )
-                    .await?;
+                    .await
+                {
+                    Ok(track) => track,
+                    Err(err) => {
+                        self.drop_probed_stream(ssrc, &stream_info, &icpr, &probe_streams)
+                            .await;
+                        return Err(err);
+                    }
+                };
                 track.prepopulate_peeked_data(buffered_packets).await;
 
                 RTCPeerConnection::do_track(
@@ -1196,12 +1228,24 @@ impl PeerConnectionInternal {
             }
         }
 
-        let _ = rtp_read_stream.close().await;
-        let _ = rtcp_read_stream.close().await;
-        icpr.unbind_remote_stream(&stream_info).await;
-        self.dtls_transport.remove_simulcast_stream(ssrc).await;
-
+        self.drop_probed_stream(ssrc, &stream_info, &icpr, &probe_streams)
+            .await;
         Err(Error::ErrPeerConnSimulcastIncomingSSRCFailed)
+    }
+
+    /// Gives up a probed stream: closed, the SRTP session forgets the SSRC, and its next packet
+    /// is accepted (and probed) again.
+    async fn drop_probed_stream(
+        &self,
+        ssrc: SSRC,
+        stream_info: &interceptor::stream_info::StreamInfo,
+        icpr: &Arc<dyn Interceptor + Send + Sync>,
+        streams: &(Arc<srtp::stream::Stream>, Arc<srtp::stream::Stream>),
+    ) {
+        let _ = streams.0.close().await;
+        let _ = streams.1.close().await;
+        icpr.unbind_remote_stream(stream_info).await;
+        self.dtls_transport.remove_simulcast_stream(ssrc).await;
     }
 
     async fn start_receiver(
