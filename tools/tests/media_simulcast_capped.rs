@@ -158,11 +158,8 @@ async fn capped_subscriber_moves_to_q_and_back_to_f_while_the_uncapped_stays_on_
             .map(|(_, rid, at)| (rid.clone(), at.saturating_duration_since(on_q).as_millis()))
             .collect::<Vec<_>>()
     );
-    assert!(
-        free.layer_events().iter().all(|(_, rid, _)| rid == "f"),
-        "the uncapped subscriber left f: {:?}",
-        free.layer_events()
-    );
+    stayed_on_once_reached(&free, "f")
+        .unwrap_or_else(|e| panic!("the uncapped subscriber left f: {e:?}"));
     drop(shaper);
     for p in [alice, free, capped] {
         p.leave().await;

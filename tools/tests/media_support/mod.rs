@@ -164,3 +164,14 @@ pub async fn assert_gauges_return_to_zero(metrics: &Metrics, sfu: &Sfu) {
     })
     .await;
 }
+
+/// Whether every layer switch `p` saw after its first switch to `rid` was to `rid` (it may start
+/// on whichever layer of the publisher reached the server first); the layers seen if not.
+pub fn stayed_on_once_reached(p: &HeadlessPeer, rid: &str) -> Result<(), Vec<String>> {
+    let rids: Vec<String> = p.layer_events().into_iter().map(|(_, r, _)| r).collect();
+    if rids.iter().skip_while(|r| *r != rid).all(|r| r == rid) {
+        Ok(())
+    } else {
+        Err(rids)
+    }
+}
