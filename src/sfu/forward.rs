@@ -79,7 +79,7 @@ enum Push {
 }
 
 impl Sink {
-    /// `first`: the layer to forward from the start; a simulcast track starts at
+    /// `first`: the layer to forward from the start; video (see `UpTrack::new_sink`) starts at
     /// [`NO_LAYER`] and switches to its target on the target's first keyframe.
     fn new(tx: mpsc::Sender<Queued>, video: bool, first: u8, target: u8) -> Self {
         Self {
@@ -236,7 +236,7 @@ pub(crate) struct UpTrack {
     pub codec: RTCRtpCodecCapability,
     /// Set for the video codecs whose keyframes we can find; cuts and switches need it.
     video: Option<VideoCodec>,
-    /// The publisher sends several encodings (rids): subscriptions start at a keyframe.
+    /// The publisher sends several encodings (rids).
     pub simulcast: bool,
     /// Not on the packet path (each reader holds its own layer).
     layers: Mutex<Vec<Arc<Layer>>>,
@@ -313,10 +313,13 @@ impl UpTrack {
             .unwrap_or(0)
     }
 
-    /// A new sink for this track: plain tracks forward from the first packet (as before
-    /// simulcast), simulcast ones from the first keyframe of `target`.
+    /// A new sink for this track. Video whose keyframes we can find starts on the first
+    /// keyframe of `target`, simulcast or not: what comes before it is undecodable, and while
+    /// the sink waits the selector's tick asks the publisher again (a lost PLI or keyframe
+    /// would otherwise leave a plain track undecodable until the subscriber itself asks).
+    /// Audio and other video forward from the first packet.
     pub fn new_sink(&self, tx: mpsc::Sender<Queued>, target: u8) -> Sink {
-        let first = if self.simulcast { NO_LAYER } else { target };
+        let first = if self.video.is_some() { NO_LAYER } else { target };
         Sink::new(tx, self.video.is_some(), first, target)
     }
 
