@@ -282,10 +282,12 @@ impl HeadlessPeer {
         {
             // Receive tasks are spawned from here so their handles are owned and aborted on leave.
             let shared = shared.clone();
+            let pc = Arc::downgrade(&subscriber);
             tasks.push(tokio::spawn(async move {
                 let mut readers = Vec::new();
                 while let Some((track, mid)) = track_rx.recv().await {
-                    readers.push(tokio::spawn(record::read_track(shared.clone(), track, mid)));
+                    let reader = record::read_track(shared.clone(), track, mid, pc.clone());
+                    readers.push(tokio::spawn(reader));
                 }
                 for r in readers {
                     r.abort();

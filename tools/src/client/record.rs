@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::track::track_remote::TrackRemote;
 
 use super::codec::{payload_hash, vp8_is_keyframe};
@@ -44,8 +46,19 @@ impl ReceivedExt for Received {
     }
 }
 
-/// Reads one received track until it ends, recording every packet.
-pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid: String) {
+/// While a video track has shown no keyframe, how often to ask for one (a browser's receiver
+/// asks when it cannot decode; without it a keyframe lost as the stream's very first packet,
+/// which no NACK can name, would never be replaced).
+const KEYFRAME_ASK: Duration = Duration::from_millis(500);
+
+/// Reads one received track until it ends, recording every packet. `pc` (the subscriber
+/// connection) carries the keyframe requests.
+pub(crate) async fn read_track(
+    shared: Arc<Shared>,
+    track: Arc<TrackRemote>,
+    mid: String,
+    pc: Weak<RTCPeerConnection>,
+) {
     let lookup = || {
         let version = shared.mids_version.load(Ordering::Acquire);
         let mids = lock(&shared.mids);
@@ -60,6 +73,8 @@ pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid
     let vp8 = mime.eq_ignore_ascii_case(webrtc::api::media_engine::MIME_TYPE_VP8);
     let mut paused = shared.paused.subscribe();
     let mut buf = vec![0u8; 1500];
+    let mut got_keyframe = false;
+    let mut asked: Option<Instant> = None;
     loop {
         if paused.wait_for(|p| !*p).await.is_err() {
             return;
@@ -78,6 +93,18 @@ pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid
             }
         }
         let now = Instant::now();
+        let keyframe = vp8 && vp8_is_keyframe(&pkt.payload);
+        got_keyframe |= keyframe;
+        if vp8 && !got_keyframe && asked.is_none_or(|at| now - at >= KEYFRAME_ASK) {
+            asked = Some(now);
+            if let Some(pc) = pc.upgrade() {
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: track.ssrc(),
+                };
+                let _ = pc.write_rtcp(&[Box::new(pli)]).await;
+            }
+        }
         if let Some(hook) = &shared.on_packet {
             hook(&key.0, key.1, &pkt, now);
         }
@@ -90,7 +117,7 @@ pub(crate) async fn read_track(shared: Arc<Shared>, track: Arc<TrackRemote>, mid
             rec.packets += 1;
             rec.bytes += pkt.payload.len() as u64;
             rec.first_packet_at.get_or_insert(now);
-            if vp8 && vp8_is_keyframe(&pkt.payload) {
+            if keyframe {
                 rec.keyframes += 1;
                 rec.first_keyframe_at.get_or_insert(now);
             }
