@@ -319,6 +319,10 @@ impl DTLSConn {
         }
 
         if self.current_flight.is_last_send_flight() {
+            // sfu-lite patch: kept for the reader to resend (`conn::LastFlight`).
+            if let Ok(mut last) = self.last_flight.lock() {
+                last.clone_from(&self.flights);
+            }
             Ok(HandshakeState::Finished)
         } else {
             Ok(HandshakeState::Waiting)

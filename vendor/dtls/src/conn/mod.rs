@@ -68,7 +68,16 @@ struct ConnReaderContext {
     handshake_tx: mpsc::Sender<(oneshot::Sender<()>, mpsc::Sender<()>)>,
     handshake_done_rx: mpsc::Receiver<()>,
     packet_tx: Arc<mpsc::Sender<PacketSendRequest>>,
+    // sfu-lite patch: the flight that ended our side of the handshake (see `LastFlight`).
+    last_flight: LastFlight,
 }
+
+/// sfu-lite patch: the last flight this side sent (the server's ChangeCipherSpec + Finished),
+/// kept after the handshake. The handshake state machine returns once this side is done, so
+/// nothing answered a peer that retransmits its own flight because ours was lost: that peer's
+/// handshake never completed. The reader resends this flight when handshake records arrive
+/// after the handshake, as RFC 6347 §4.2.4 asks of the side that sent the final flight.
+pub(crate) type LastFlight = Arc<std::sync::Mutex<Option<Vec<Packet>>>>;
 
 // Conn represents a DTLS connection
 pub struct DTLSConn {
@@ -95,6 +104,7 @@ pub struct DTLSConn {
     */
     pub(crate) current_flight: Box<dyn Flight + Send + Sync>,
     pub(crate) flights: Option<Vec<Packet>>,
+    pub(crate) last_flight: LastFlight,
     pub(crate) cfg: HandshakeConfig,
     pub(crate) retransmit: bool,
     // use additional oneshot sender to mimic rendezvous channel behavior
@@ -304,6 +314,7 @@ impl DTLSConn {
         let cache2 = cache.clone();
         let handshake_completed_successfully = Arc::new(AtomicBool::new(false));
         let handshake_completed_successfully2 = Arc::clone(&handshake_completed_successfully);
+        let last_flight = LastFlight::default();
 
         let mut c = DTLSConn {
             conn: Arc::clone(&conn),
@@ -316,6 +327,7 @@ impl DTLSConn {
 
             current_flight: flight,
             flights: None,
+            last_flight: Arc::clone(&last_flight),
             cfg,
             retransmit: false,
             handshake_rx,
@@ -374,6 +386,7 @@ impl DTLSConn {
                 handshake_tx,
                 handshake_done_rx,
                 packet_tx: packet_tx2,
+                last_flight,
             };
 
             //trace!("before enter read_and_buffer: {}] ", srv_cli_str(is_client));
@@ -865,7 +878,15 @@ impl DTLSConn {
                         }
                     }
                 }
-                _ = ctx.handshake_done_rx.recv() => {}
+                _ = ctx.handshake_done_rx.recv() => {
+                    // The handshake is over and the peer sent handshake records again: it
+                    // retransmits its last flight because ours did not arrive.
+                    let last = ctx.last_flight.lock().ok().and_then(|f| f.clone());
+                    if let Some(pkts) = last {
+                        trace!("{}: resending the last flight", srv_cli_str(ctx.is_client));
+                        let _ = ctx.packet_tx.send((pkts, None)).await;
+                    }
+                }
             }
         }
 
