@@ -19,7 +19,7 @@ use webrtc::rtp::packetizer::Payloader;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
-use super::codec::{payload_hash, synthetic_vp8};
+use super::codec::{payload_hash, synthetic, synthetic_vp8, VideoCodec};
 use super::SentHook;
 use crate::sfu::Source;
 use crate::sync::lock;
@@ -298,6 +298,8 @@ pub(crate) async fn send_loop(
             let mut tick = tokio::time::interval(Duration::from_secs(1) / pps);
             let mut counter: u64 = 0;
             let mut ts: u32 = rand::random();
+            // Frames in the negotiated codec, so the server finds their keyframes.
+            let codec = VideoCodec::from_mime(&track.codec().mime_type).unwrap_or(VideoCodec::Vp8);
             keyframe.store(true, Ordering::Relaxed);
             loop {
                 tokio::select! {
@@ -306,7 +308,7 @@ pub(crate) async fn send_loop(
                 }
                 let key = video && keyframe.swap(false, Ordering::Relaxed);
                 let payload = if video {
-                    synthetic_vp8(key, counter, payload_len)
+                    synthetic(codec, key, counter, payload_len)
                 } else {
                     let mut p = counter.to_be_bytes().to_vec();
                     p.resize(payload_len.max(8), (counter % 251) as u8);
@@ -429,7 +431,8 @@ mod tests {
         };
         let v = load_ivf(&video).unwrap();
         assert!(v.frames.len() >= 60, "{} frames", v.frames.len());
-        assert!(super::super::codec::vp8_is_keyframe(
+        assert!(super::super::codec::is_keyframe(
+            VideoCodec::Vp8,
             &Vp8Payloader::default()
                 .payload(1200, &v.frames[0].0)
                 .unwrap()[0]

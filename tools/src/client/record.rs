@@ -11,7 +11,7 @@ use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::track::track_remote::TrackRemote;
 
-use super::codec::{payload_hash, vp8_is_keyframe};
+use super::codec::{payload_hash, VideoCodec};
 use super::Shared;
 use crate::sfu::Source;
 use crate::sync::lock;
@@ -70,7 +70,7 @@ pub(crate) async fn read_track(
     };
     tracing::debug!(%mid, ssrc = track.ssrc(), participant = %key.0, source = ?key.1, "receiving track");
     let mime = track.codec().capability.mime_type;
-    let vp8 = mime.eq_ignore_ascii_case(webrtc::api::media_engine::MIME_TYPE_VP8);
+    let video = VideoCodec::from_mime(&mime);
     let mut paused = shared.paused.subscribe();
     let mut buf = vec![0u8; 1500];
     let mut got_keyframe = false;
@@ -93,9 +93,9 @@ pub(crate) async fn read_track(
             }
         }
         let now = Instant::now();
-        let keyframe = vp8 && vp8_is_keyframe(&pkt.payload);
+        let keyframe = video.is_some_and(|c| c.is_keyframe_start(&pkt.payload));
         got_keyframe |= keyframe;
-        if vp8 && !got_keyframe && asked.is_none_or(|at| now - at >= KEYFRAME_ASK) {
+        if video.is_some() && !got_keyframe && asked.is_none_or(|at| now - at >= KEYFRAME_ASK) {
             asked = Some(now);
             if let Some(pc) = pc.upgrade() {
                 let pli = PictureLossIndication {
