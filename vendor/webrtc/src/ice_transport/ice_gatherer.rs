@@ -330,7 +330,7 @@ mod test {
     async fn test_new_ice_gatherer_success() -> Result<()> {
         let opts = RTCIceGatherOptions {
             ice_servers: vec![RTCIceServer {
-                urls: vec!["stun:stun.l.google.com:19302".to_owned()],
+                urls: vec!["stun:127.0.0.1:19302".to_owned()],
                 ..Default::default()
             }],
             ..Default::default()

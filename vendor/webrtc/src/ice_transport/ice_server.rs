@@ -59,7 +59,7 @@ mod test {
         let tests = vec![
             (
                 RTCIceServer {
-                    urls: vec!["turn:192.158.29.39?transport=udp".to_owned()],
+                    urls: vec!["turn:127.0.0.1?transport=udp".to_owned()],
                     username: "unittest".to_owned(),
                     credential: "placeholder".to_owned(),
                 },
@@ -74,7 +74,7 @@ mod test {
                 true,
             ),
             /*TODO:(ICEServer{
-                URLs:     []string{"turn:192.158.29.39?transport=udp"},
+                URLs:     []string{"turn:127.0.0.1?transport=udp"},
                 Username: "unittest".to_owned(),
                 Credential: OAuthCredential{
                     MACKey:      "WmtzanB3ZW9peFhtdm42NzUzNG0=",
@@ -95,14 +95,14 @@ mod test {
         let tests = vec![
             (
                 RTCIceServer {
-                    urls: vec!["turn:192.158.29.39?transport=udp".to_owned()],
+                    urls: vec!["turn:127.0.0.1?transport=udp".to_owned()],
                     ..Default::default()
                 },
                 Error::ErrNoTurnCredentials,
             ),
             (
                 RTCIceServer {
-                    urls: vec!["turn:192.158.29.39?transport=udp".to_owned()],
+                    urls: vec!["turn:127.0.0.1?transport=udp".to_owned()],
                     username: "unittest".to_owned(),
                     credential: String::new(),
                 },
@@ -110,7 +110,7 @@ mod test {
             ),
             (
                 RTCIceServer {
-                    urls: vec!["turn:192.158.29.39?transport=udp".to_owned()],
+                    urls: vec!["turn:127.0.0.1?transport=udp".to_owned()],
                     username: "unittest".to_owned(),
                     credential: String::new(),
                 },
@@ -118,7 +118,7 @@ mod test {
             ),
             (
                 RTCIceServer {
-                    urls: vec!["turn:192.158.29.39?transport=udp".to_owned()],
+                    urls: vec!["turn:127.0.0.1?transport=udp".to_owned()],
                     username: "unittest".to_owned(),
                     credential: String::new(),
                 },
@@ -139,7 +139,7 @@ mod test {
     fn test_ice_server_validate_failure_err_stun_query() {
         let tests = vec![(
             RTCIceServer {
-                urls: vec!["stun:google.de?transport=udp".to_owned()],
+                urls: vec!["stun:127.0.0.1?transport=udp".to_owned()],
                 username: "unittest".to_owned(),
                 credential: String::new(),
             },

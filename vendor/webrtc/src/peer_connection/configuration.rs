@@ -84,7 +84,7 @@ mod test {
     #[test]
     fn test_configuration_get_iceservers() {
         {
-            let expected_server_str = "stun:stun.l.google.com:19302";
+            let expected_server_str = "stun:127.0.0.1:19302";
             let cfg = RTCConfiguration {
                 ice_servers: vec![RTCIceServer {
                     urls: vec![expected_server_str.to_owned()],
@@ -99,8 +99,8 @@ mod test {
 
         {
             // ignore the fact that stun URLs shouldn't have a query
-            let server_str = "stun:global.stun.twilio.com:3478?transport=udp";
-            let expected_server_str = "stun:global.stun.twilio.com:3478";
+            let server_str = "stun:127.0.0.1:3478?transport=udp";
+            let expected_server_str = "stun:127.0.0.1:3478";
             let cfg = RTCConfiguration {
                 ice_servers: vec![RTCIceServer {
                     urls: vec![server_str.to_owned()],

@@ -404,7 +404,7 @@ async fn test_set_get_configuration() {
     // create configuration
     let initial_config = RTCConfiguration {
         ice_servers: vec![RTCIceServer {
-            urls: vec!["stun:stun.l.google.com:19302".to_string()],
+            urls: vec!["stun:127.0.0.1:19302".to_string()],
             username: "".to_string(),
             credential: "".to_string(),
         }],
@@ -441,8 +441,8 @@ async fn test_set_get_configuration() {
     let new_config = RTCConfiguration {
         ice_servers: vec![RTCIceServer {
             urls: vec![
-                "turn:turn.22333.fun".to_string(),
-                "turn:cn.22333.fun".to_string(),
+                "turn:127.0.0.1".to_string(),
+                "turn:127.0.0.2".to_string(),
             ],
             username: "live777".to_string(),
             credential: "live777".to_string(),
@@ -490,7 +490,7 @@ async fn peer() -> Result<()> {
 
     let config = RTCConfiguration {
         ice_servers: vec![RTCIceServer {
-            urls: vec!["stun:stun.l.google.com:19302".to_owned()],
+            urls: vec!["stun:127.0.0.1:19302".to_owned()],
             ..Default::default()
         }],
         ..Default::default()
