@@ -319,7 +319,11 @@ impl UpTrack {
     /// would otherwise leave a plain track undecodable until the subscriber itself asks).
     /// Audio and other video forward from the first packet.
     pub fn new_sink(&self, tx: mpsc::Sender<Queued>, target: u8) -> Sink {
-        let first = if self.video.is_some() { NO_LAYER } else { target };
+        let first = if self.video.is_some() {
+            NO_LAYER
+        } else {
+            target
+        };
         Sink::new(tx, self.video.is_some(), first, target)
     }
 

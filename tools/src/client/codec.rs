@@ -62,10 +62,19 @@ mod tests {
     #[test]
     fn synthetic_keyframes_are_detected_and_deltas_are_not() {
         for codec in [VideoCodec::Vp8, VideoCodec::Vp9, VideoCodec::H264] {
-            assert!(is_keyframe(codec, &synthetic(codec, true, 1, 100)), "{codec:?}");
-            assert!(!is_keyframe(codec, &synthetic(codec, false, 2, 100)), "{codec:?}");
+            assert!(
+                is_keyframe(codec, &synthetic(codec, true, 1, 100)),
+                "{codec:?}"
+            );
+            assert!(
+                !is_keyframe(codec, &synthetic(codec, false, 2, 100)),
+                "{codec:?}"
+            );
             assert_eq!(synthetic(codec, false, 2, 1200).len(), 1200);
-            assert_ne!(synthetic(codec, false, 2, 64), synthetic(codec, false, 3, 64));
+            assert_ne!(
+                synthetic(codec, false, 2, 64),
+                synthetic(codec, false, 3, 64)
+            );
         }
     }
 }
