@@ -33,11 +33,23 @@ impl PollingClient {
             acks: 0,
         };
         c.post("40/rooms,").await;
-        let packets = c.poll().await;
-        assert!(
-            packets.iter().any(|p| p.starts_with("40/rooms,")),
-            "namespace connected: {packets:?}"
-        );
+        // engineioxide queues its first ping as soon as the session opens, and closes a session
+        // whose queue is full when a ping is due. Answer that first ping here, so the next one
+        // is a whole `ping_interval` away (25 s by default) and filling the queue afterwards
+        // cannot race it.
+        let (mut connected, mut pinged) = (false, false);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !(connected && pinged) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "namespace connect and first ping within the wait (connected {connected}, pinged {pinged})"
+            );
+            for p in c.poll().await {
+                connected |= p.starts_with("40/rooms,");
+                pinged |= p == "2";
+            }
+        }
+        c.post("3").await;
         c
     }
 
