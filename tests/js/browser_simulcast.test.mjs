@@ -174,13 +174,27 @@ test('a Chromium subscriber whose downlink is capped at 400 kbit/s keeps decodin
     const pubId = await ownId(pub);
     const capped = await viewer(room, 'Capped', { width: 1400, height: 900 });
     await pin(capped, pubId);
-    await decodedWidth(capped, pubId, (w) => w >= 1200, 'the top layer before the cap');
-    await shape.capToPort(await subscriberPort(capped), 400);
     const layerOf = () => capped.evaluate(() => [...(window.sfuLite.session?.layers.values() ?? [])][0]);
-    // The browser's REMB tells the server the link is short: a lower layer follows.
+    // The top layer before the cap (by the server's word: the width of `f` is the publishing
+    // browser's choice, and a busy machine makes it scale `f` down).
+    await waitFor(async () => (await layerOf()) === 'f', { timeout: 30_000, what: 'the top layer before the cap' });
+    await decodedWidth(capped, pubId, (w) => w > 0, 'video before the cap');
+    // A bottleneck of 400 kbit/s behind a 20-packet queue (about 0.5 s at that rate): a real
+    // link's buffer. The device's own 1000-packet queue would hold 24 s of the top layer's
+    // backlog, and the page would freeze while it drains whatever layer follows.
+    await shape.capToPort(await subscriberPort(capped), 400, 20);
+    // Loss at the bottleneck (and the browser's REMB) tell the server the link is short: a
+    // lower layer follows.
     await waitFor(async () => ['q', 'h'].includes(await layerOf()), { timeout: 30_000, what: 'a lower layer on the capped link' });
-    const start = (await inbound(capped))[`${pubId}/camera`];
-    // Ten more seconds of pictures: decoding goes on, and freezes stay rare.
+    // The switch itself may freeze the picture (the top layer's last packets are lost at the
+    // bottleneck while the lower layer's keyframe arrives): count from 30 frames after it, as
+    // the Rust capped test counts from 2 s after it.
+    const switched = (await inbound(capped))[`${pubId}/camera`];
+    const start = await waitFor(async () => {
+      const v = (await inbound(capped))[`${pubId}/camera`];
+      return v.framesDecoded >= switched.framesDecoded + 30 && v;
+    }, { timeout: 30_000, what: '30 frames decoded after the switch' });
+    // A hundred more pictures: decoding goes on, and freezes stay rare.
     await waitFor(async () => {
       const v = (await inbound(capped))[`${pubId}/camera`];
       return v.framesDecoded >= start.framesDecoded + 100 && v;

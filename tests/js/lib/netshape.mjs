@@ -44,9 +44,14 @@ export class NetShape {
     return line.slice(2).trim();
   }
 
-  /** Caps UDP traffic to `port` (a browser's socket: its downlink) at `kbit`; returns the cap. */
-  async capToPort(port, kbit) {
-    return Number(await this.#send(`cap-to ${port} ${kbit}`));
+  /**
+   * Caps UDP traffic to `port` (a browser's socket: its downlink) at `kbit`; returns the cap.
+   * With `queuePackets`, what does not fit a queue that long is dropped, as at a real
+   * bottleneck; without it the queue is the device's (1000 packets: seconds of delay).
+   */
+  async capToPort(port, kbit, queuePackets) {
+    const queue = queuePackets === undefined ? '' : ` ${queuePackets}`;
+    return Number(await this.#send(`cap-to ${port} ${kbit}${queue}`));
   }
 
   setRate(cap, kbit) {

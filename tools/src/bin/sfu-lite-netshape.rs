@@ -4,8 +4,9 @@
 //! removed. Root in a network namespace of its own, like the library.
 //!
 //! ```text
-//! cap-to PORT KBIT     cap UDP packets to PORT      -> ok N  (N names the cap)
-//! cap-from PORT KBIT   cap UDP packets from PORT    -> ok N
+//! cap-to PORT KBIT [Q]   cap UDP packets to PORT      -> ok N  (N names the cap)
+//! cap-from PORT KBIT [Q] cap UDP packets from PORT    -> ok N
+//!                        (Q: drop what does not fit a queue of Q packets)
 //! rate N KBIT          change cap N                 -> ok
 //! lift N               lift cap N                   -> ok
 //! lose P [PORT]        drop P % of UDP arriving (to PORT) -> ok
@@ -65,13 +66,18 @@ fn run(
     };
     match words.first().copied() {
         Some(cmd @ ("cap-to" | "cap-from")) => {
-            const USAGE: &str = "cap-to|cap-from PORT KBIT";
+            const USAGE: &str = "cap-to|cap-from PORT KBIT [QUEUE_PACKETS]";
             let port = u16::try_from(num(1, USAGE)?).map_err(|_| CommandError::Usage(USAGE))?;
             let kbit = num(2, USAGE)?;
-            let cap = if cmd == "cap-to" {
-                shaper.cap_to_port(port, kbit)?
-            } else {
-                shaper.cap_from_port(port, kbit)?
+            let queue = match words.get(3) {
+                Some(_) => Some(num(3, USAGE)?),
+                None => None,
+            };
+            let cap = match (cmd == "cap-to", queue) {
+                (true, None) => shaper.cap_to_port(port, kbit)?,
+                (true, Some(q)) => shaper.cap_to_port_dropping(port, kbit, q)?,
+                (false, None) => shaper.cap_from_port(port, kbit)?,
+                (false, Some(q)) => shaper.cap_from_port_dropping(port, kbit, q)?,
             };
             caps.push(cap);
             Ok(Some(caps.len() - 1))
