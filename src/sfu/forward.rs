@@ -190,33 +190,54 @@ pub(crate) struct Layer {
     bytes: AtomicU64,
     width: AtomicU32,
     height: AtomicU32,
-    /// (bytes, at) of the last measurement and the last rate measured while flowing.
-    meter: Mutex<(u64, Option<Instant>, u64)>,
+    meter: Mutex<Meter>,
+}
+
+/// A layer's bitrate meter: bytes at the last measurement, when it was taken, the last rate
+/// measured while the layer flowed, and whether it flowed in the last window.
+#[derive(Debug, Default)]
+struct Meter {
+    bytes: u64,
+    at: Option<Instant>,
+    last_bps: u64,
+    flowing: bool,
 }
 
 impl Layer {
-    /// The layer's cost and size for the selector: measured over the last half second or
-    /// more, the last rate seen while it flowed, or its nominal value.
+    /// The layer's cost and size for the selector: measured over the last half second or more
+    /// while it flows. While it is paused, the larger of the last rate seen and its nominal
+    /// value: what it sent last was often the encoder's ramp after a resume, far below what it
+    /// sends once it is back (a Chromium `h` measured 240 kbit/s that way, then sent 500 into a
+    /// 400 kbit/s link), and a downswitch must not land on a layer that overdrives the link.
     fn option(&self, now: Instant) -> LayerOption {
         let bytes = self.bytes.load(Ordering::Relaxed);
         let (nominal_bps, w, h) = nominal(&self.rid);
         let mut m = lock(&self.meter);
-        match m.1 {
+        match m.at {
             Some(at) if now.duration_since(at) >= Duration::from_millis(500) => {
-                let bps = (bytes - m.0) * 8 * 1000 / now.duration_since(at).as_millis() as u64;
-                if bps > 0 {
-                    m.2 = bps;
+                let bps = (bytes - m.bytes) * 8 * 1000 / now.duration_since(at).as_millis() as u64;
+                m.flowing = bps > 0;
+                if m.flowing {
+                    m.last_bps = bps;
                 }
-                *m = (bytes, Some(now), m.2);
+                m.bytes = bytes;
+                m.at = Some(now);
             }
             Some(_) => {}
-            None => *m = (bytes, Some(now), 0),
+            None => {
+                m.bytes = bytes;
+                m.at = Some(now);
+            }
         }
-        let measured = m.2;
+        let bps = if m.flowing {
+            m.last_bps
+        } else {
+            m.last_bps.max(nominal_bps)
+        };
         let width = self.width.load(Ordering::Relaxed);
         LayerOption {
             index: self.index,
-            bps: if measured > 0 { measured } else { nominal_bps },
+            bps,
             width: if width > 0 { width } else { w },
             height: if width > 0 {
                 self.height.load(Ordering::Relaxed)
