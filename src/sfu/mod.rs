@@ -51,6 +51,7 @@ pub mod speech;
 mod subscribe;
 mod tasks;
 pub mod transport;
+mod twcc;
 pub mod udp;
 
 use std::net::SocketAddr;

@@ -1,7 +1,8 @@
 //! Media transport: the webrtc-rs `API` every server-side PeerConnection is made from.
 //!
 //! Codecs (Opus; VP8, VP9, H.264 constrained baseline), the interceptors (our NACK generator
-//! and responder from `nack.rs` with their settings, sender/receiver reports, TWCC receiver)
+//! and responder from `nack.rs` with their settings, sender/receiver reports, our TWCC receiver
+//! from `twcc.rs`)
 //! and the network settings: ICE-lite, one muxed UDP port (or a socket per connection from a port range), both through `udp`'s
 //! loss-tolerant socket, NAT 1:1 addresses, an IP filter, and loopback-only media when the
 //! HTTP listener is a loopback address.
@@ -10,9 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use webrtc::api::interceptor_registry::{
-    configure_nack, configure_rtcp_reports, configure_twcc_receiver_only,
-};
+use webrtc::api::interceptor_registry::{configure_nack, configure_rtcp_reports};
 use webrtc::api::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MIME_TYPE_VP9,
 };
@@ -33,6 +32,7 @@ use webrtc::rtp_transceiver::RTCPFeedback;
 
 use super::nack;
 use super::recovery::NackPolicy;
+use super::twcc;
 use super::udp::{LossySocket, RestartSafeMux, SocketPerConnection};
 use super::SfuError;
 use crate::config::MediaConfig;
@@ -208,7 +208,7 @@ pub fn engine_and_interceptors() -> webrtc::error::Result<(MediaEngine, Registry
 
 /// A media engine with our codecs, and `inner` (interceptors that must see packets first,
 /// such as a test's loss) followed by ours: NACK responder and generator (`nack.rs`, counted
-/// in `metrics`), sender/receiver reports, TWCC receiver. The one place both the server and
+/// in `metrics`), sender/receiver reports, TWCC receiver (`twcc.rs`). The one place both the server and
 /// the headless client get their interceptors. The TWCC *sender* is not added: with it on the
 /// server's subscriber connections a webrtc-rs receiver never fired `on_track` for audio
 /// (measured, `media_forwarding`); the downlink estimate reads the receivers' RTCP receiver
@@ -235,9 +235,31 @@ pub fn engine_with(
         metrics: metrics.clone(),
     }));
     registry = configure_rtcp_reports(registry);
-    registry = configure_twcc_receiver_only(registry, &mut media)?;
+    for kind in [RTPCodecType::Video, RTPCodecType::Audio] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: "transport-cc".into(),
+                parameter: String::new(),
+            },
+            kind,
+        );
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: webrtc::sdp::extmap::TRANSPORT_CC_URI.to_owned(),
+            },
+            kind,
+            None,
+        )?;
+    }
+    registry.add(Box::new(twcc::ReceiverBuilder {
+        interval: TWCC_INTERVAL,
+    }));
     Ok((media, registry))
 }
+
+/// How often transport-wide feedback goes to a sender while its packets arrive: webrtc-rs's and
+/// Chromium's interval.
+const TWCC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// SRTP's replay window, in packets, on every connection: a retransmission arrives up to the
 /// generator's give-up time (~270 ms) after the newer packets, and webrtc-rs's default window

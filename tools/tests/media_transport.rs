@@ -6,7 +6,10 @@ mod media_support;
 use media_support::*;
 use sfu_lite::config::Config;
 use sfu_lite::server::start;
+use std::sync::atomic::Ordering;
+
 use sfu_lite::sfu::Source;
+use sfu_lite_tools::client::{HeadlessPeer, PeerOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_udp_port_defaults_to_the_http_port_number() {
@@ -33,6 +36,44 @@ async fn media_flows_with_a_port_range() {
     .await
     .unwrap();
     assert_contiguous_and_identical(&bob, &alice, Source::Microphone);
+    alice.leave().await;
+    bob.leave().await;
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}
+
+/// A publisher that numbers its packets transport-wide (as browsers do) gets transport-cc
+/// feedback from the server while they arrive: its send-side estimator lives on it. One that
+/// does not number them gets none (so the count comes from the numbering, nothing else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_numbering_packets_transport_wide_gets_feedback() {
+    let (sfu, metrics) = sfu_with(media_config()).await;
+    let numbered = PeerOptions {
+        transport_cc: true,
+        ..publishing(vec![video(50, 600)])
+    };
+    let alice = join(&sfu, "twcc", "alice", numbered).await;
+    let bob = join(&sfu, "twcc", "bob", publishing(vec![video(50, 600)])).await;
+    let feedback = |p: &HeadlessPeer| {
+        p.published()[0]
+            .log
+            .transport_feedback
+            .load(Ordering::Relaxed)
+    };
+    alice
+        .wait_until(WAIT, "transport-wide feedback", |p| feedback(p) >= 5)
+        .await
+        .unwrap();
+    bob.wait_until(WAIT, "bob's video at alice", |_| {
+        packets_from(&alice, "bob", Source::Camera) >= 50
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        feedback(&bob),
+        0,
+        "feedback for packets without the extension"
+    );
     alice.leave().await;
     bob.leave().await;
     assert_gauges_return_to_zero(&metrics, &sfu).await;

@@ -146,6 +146,8 @@ pub struct SentLog {
     pub packets: AtomicU64,
     pub keyframes: AtomicU64,
     pub keyframe_requests: AtomicU64,
+    /// Transport-wide congestion control feedback packets (RTCP) received for this track.
+    pub transport_feedback: AtomicU64,
     record: bool,
     source: Option<Source>,
     on_sent: Option<SentHook>,

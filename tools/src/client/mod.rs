@@ -34,6 +34,7 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use webrtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
@@ -107,6 +108,10 @@ pub struct PeerOptions {
     /// The codec video tracks are published with (one of the server's: VP8, VP9, H264).
     /// Synthetic payloads are VP8-shaped whatever this says: the SFU never parses them.
     pub video_mime: &'static str,
+    /// Number published packets with a transport-wide sequence (webrtc-rs's TWCC sender), as
+    /// browsers do, so that the server's transport-cc feedback can be observed
+    /// (`SentLog::transport_feedback`).
+    pub transport_cc: bool,
 }
 
 impl Default for PeerOptions {
@@ -118,6 +123,7 @@ impl Default for PeerOptions {
             inbound_loss: None,
             hooks: Hooks::default(),
             video_mime: webrtc::api::media_engine::MIME_TYPE_VP8,
+            transport_cc: false,
         }
     }
 }
@@ -352,6 +358,10 @@ impl HeadlessPeer {
                     while let Ok((packets, _)) = sender.read_rtcp().await {
                         for p in packets {
                             let any = p.as_any();
+                            if any.is::<TransportLayerCc>() {
+                                log.transport_feedback
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
                             if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                                 log.keyframe_requests
                                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -649,6 +659,11 @@ async fn new_pc(
     let mut inner = webrtc::interceptor::registry::Registry::new();
     if let (Some(loss), true) = (&opts.inbound_loss, subscriber) {
         inner.add(Box::new(loss::LossBuilder(loss.clone())));
+    }
+    if opts.transport_cc && !subscriber {
+        inner.add(Box::new(
+            webrtc::interceptor::twcc::sender::Sender::builder(),
+        ));
     }
     // The subscriber connection receives only SSRCs the server's offer declares.
     let streams = if subscriber {
