@@ -47,6 +47,7 @@ pub mod rewrite;
 pub mod room;
 mod rooms;
 mod selected_pair;
+mod sender_reports;
 pub mod speech;
 mod subscribe;
 mod tasks;

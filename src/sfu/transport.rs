@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use webrtc::api::interceptor_registry::{configure_nack, configure_rtcp_reports};
+use webrtc::api::interceptor_registry::configure_nack;
 use webrtc::api::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8, MIME_TYPE_VP9,
 };
@@ -32,6 +32,7 @@ use webrtc::rtp_transceiver::RTCPFeedback;
 
 use super::nack;
 use super::recovery::NackPolicy;
+use super::sender_reports;
 use super::twcc;
 use super::udp::{LossySocket, RestartSafeMux, SocketPerConnection};
 use super::SfuError;
@@ -208,7 +209,7 @@ pub fn engine_and_interceptors() -> webrtc::error::Result<(MediaEngine, Registry
 
 /// A media engine with our codecs, and `inner` (interceptors that must see packets first,
 /// such as a test's loss) followed by ours: NACK responder and generator (`nack.rs`, counted
-/// in `metrics`), sender/receiver reports, TWCC receiver (`twcc.rs`). The one place both the server and
+/// in `metrics`), receiver reports, sender reports (`sender_reports.rs`), TWCC receiver (`twcc.rs`). The one place both the server and
 /// the headless client get their interceptors. The TWCC *sender* is not added: with it on the
 /// server's subscriber connections a webrtc-rs receiver never fired `on_track` for audio
 /// (measured, `media_forwarding`); the downlink estimate reads the receivers' RTCP receiver
@@ -234,7 +235,14 @@ pub fn engine_with(
         pli_interval: NACK_PLI_INTERVAL,
         metrics: metrics.clone(),
     }));
-    registry = configure_rtcp_reports(registry);
+    // Receiver reports from webrtc-rs; sender reports our own (`sender_reports.rs`), in the
+    // place webrtc-rs's `configure_rtcp_reports` puts them.
+    registry.add(Box::new(
+        webrtc::interceptor::report::receiver::ReceiverReport::builder(),
+    ));
+    registry.add(Box::new(sender_reports::ReporterBuilder {
+        interval: SENDER_REPORT_INTERVAL,
+    }));
     for kind in [RTPCodecType::Video, RTPCodecType::Audio] {
         media.register_feedback(
             RTCPFeedback {
@@ -256,6 +264,10 @@ pub fn engine_with(
     }));
     Ok((media, registry))
 }
+
+/// How often an active sender reports (webrtc-rs's interval; RFC 3550's minimum is 5 s, and
+/// browsers report about once a second for video).
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often transport-wide feedback goes to a sender while its packets arrive: webrtc-rs's and
 /// Chromium's interval.

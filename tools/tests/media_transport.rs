@@ -79,3 +79,35 @@ async fn a_publisher_numbering_packets_transport_wide_gets_feedback() {
     assert_gauges_return_to_zero(&metrics, &sfu).await;
     sfu.close().await;
 }
+
+/// While media flows, a subscriber gets RTCP sender reports for what it receives (lip sync and
+/// round-trip times need them), and what they count is what the server sent it: more than
+/// nothing, never more than the publisher sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_gets_sender_reports_while_media_flows() {
+    let (sfu, metrics) = sfu_with(media_config()).await;
+    let alice = join(&sfu, "sr", "alice", publishing(vec![video(50, 600)])).await;
+    let reading = PeerOptions {
+        read_sender_reports: true,
+        ..Default::default()
+    };
+    let bob = join(&sfu, "sr", "bob", reading).await;
+    let key = ("alice".to_string(), Source::Camera);
+    bob.wait_until(WAIT, "two sender reports for alice's camera", |p| {
+        p.received()
+            .get(&key)
+            .is_some_and(|r| r.sender_reports >= 2)
+    })
+    .await
+    .unwrap();
+    let counted = u64::from(bob.received()[&key].last_sr_packet_count.unwrap());
+    let sent = alice.published()[0].log.packets.load(Ordering::Relaxed);
+    assert!(
+        counted > 0 && counted <= sent,
+        "SR counts {counted}, alice sent {sent}"
+    );
+    alice.leave().await;
+    bob.leave().await;
+    assert_gauges_return_to_zero(&metrics, &sfu).await;
+    sfu.close().await;
+}

@@ -112,6 +112,8 @@ pub struct PeerOptions {
     /// browsers do, so that the server's transport-cc feedback can be observed
     /// (`SentLog::transport_feedback`).
     pub transport_cc: bool,
+    /// Read each received track's RTCP and count its sender reports (`StreamRecord`).
+    pub read_sender_reports: bool,
 }
 
 impl Default for PeerOptions {
@@ -124,6 +126,7 @@ impl Default for PeerOptions {
             hooks: Hooks::default(),
             video_mime: webrtc::api::media_engine::MIME_TYPE_VP8,
             transport_cc: false,
+            read_sender_reports: false,
         }
     }
 }
@@ -280,18 +283,24 @@ impl HeadlessPeer {
             }));
         }
         let (track_tx, mut track_rx) = mpsc::unbounded_channel();
-        subscriber.on_track(Box::new(move |track, _receiver, transceiver| {
+        subscriber.on_track(Box::new(move |track, receiver, transceiver| {
             let mid = transceiver.mid().map(|m| m.to_string()).unwrap_or_default();
-            let _ = track_tx.send((track, mid));
+            let _ = track_tx.send((track, receiver, mid));
             Box::pin(async {})
         }));
         {
             // Receive tasks are spawned from here so their handles are owned and aborted on leave.
             let shared = shared.clone();
             let pc = Arc::downgrade(&subscriber);
+            let sender_reports = opts.read_sender_reports;
             tasks.push(tokio::spawn(async move {
                 let mut readers = Vec::new();
-                while let Some((track, mid)) = track_rx.recv().await {
+                while let Some((track, receiver, mid)) = track_rx.recv().await {
+                    if sender_reports {
+                        let rtcp =
+                            record::read_sender_reports(shared.clone(), receiver, mid.clone());
+                        readers.push(tokio::spawn(rtcp));
+                    }
                     let reader = record::read_track(shared.clone(), track, mid, pc.clone());
                     readers.push(tokio::spawn(reader));
                 }

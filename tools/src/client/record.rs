@@ -31,6 +31,34 @@ pub struct StreamRecord {
     pub first_packet_at: Option<Instant>,
     pub first_keyframe_at: Option<Instant>,
     pub keyframes: u64,
+    /// RTCP sender reports for this stream, when the peer reads them
+    /// (`PeerOptions::read_sender_reports`), and the packet count the last one carried.
+    pub sender_reports: u64,
+    pub last_sr_packet_count: Option<u32>,
+}
+
+/// Reads the RTCP of one received track's receiver and counts its sender reports, until the
+/// receiver ends.
+pub(crate) async fn read_sender_reports(
+    shared: Arc<Shared>,
+    receiver: Arc<webrtc::rtp_transceiver::rtp_receiver::RTCRtpReceiver>,
+    mid: String,
+) {
+    use webrtc::rtcp::sender_report::SenderReport;
+    while let Ok((packets, _)) = receiver.read_rtcp().await {
+        for p in packets {
+            let Some(sr) = p.as_any().downcast_ref::<SenderReport>() else {
+                continue;
+            };
+            let key = lock(&shared.mids).get(&mid).cloned();
+            if let Some(key) = key {
+                let mut received = lock(&shared.received);
+                let rec = received.entry(key).or_default();
+                rec.sender_reports += 1;
+                rec.last_sr_packet_count = Some(sr.packet_count);
+            }
+        }
+    }
 }
 
 pub(crate) trait ReceivedExt {
