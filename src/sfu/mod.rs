@@ -29,6 +29,7 @@
 //!
 //! See `docs/sfu.md` for the design and its reasons.
 
+mod activity;
 mod adapt;
 pub mod api;
 pub mod checks;

@@ -8,12 +8,10 @@
 //! took an async lock per packet on every subscription.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
 use webrtc::interceptor::stream_info::StreamInfo;
 use webrtc::interceptor::{
     Attributes, Error, Interceptor, InterceptorBuilder, RTCPReader, RTCPWriter, RTPReader,
@@ -24,6 +22,7 @@ use webrtc::rtcp::sender_report::SenderReport;
 use webrtc::rtp::extension::abs_send_time_extension::unix2ntp;
 use webrtc::rtp::packet::Packet;
 
+use super::activity::Activity;
 use crate::sync::lock;
 
 type IResult<T> = Result<T, Error>;
@@ -43,9 +42,7 @@ impl InterceptorBuilder for ReporterBuilder {
             shared: Arc::new(Shared {
                 interval: self.interval,
                 streams: Mutex::default(),
-                idle: AtomicBool::new(true),
-                wake: Notify::new(),
-                closed: AtomicBool::new(false),
+                activity: Activity::new(),
             }),
         }))
     }
@@ -107,10 +104,7 @@ impl Counters {
 struct Shared {
     interval: Duration,
     streams: Mutex<HashMap<u32, Arc<Mutex<Counters>>>>,
-    /// Set by the report task before it sleeps; the first packet after that wakes it.
-    idle: AtomicBool,
-    wake: Notify,
-    closed: AtomicBool,
+    activity: Activity,
 }
 
 impl Shared {
@@ -130,25 +124,18 @@ impl Shared {
     }
 
     async fn run(self: Arc<Self>, writer: Arc<dyn RTCPWriter + Send + Sync>) {
-        while !self.closed.load(Ordering::Relaxed) {
-            // `notify_one` stores a permit: a packet sent between the flag and the wait still
-            // wakes this task.
-            self.wake.notified().await;
-            loop {
-                tokio::time::sleep(self.interval).await;
-                if self.closed.load(Ordering::Relaxed) {
-                    return;
-                }
+        self.activity
+            .run(self.interval, || async {
                 let Some(reports) = self.due(SystemTime::now()) else {
-                    self.idle.store(true, Ordering::Release);
-                    break;
+                    return false;
                 };
                 for sr in reports {
                     let packet: Box<dyn RtcpPacket + Send + Sync> = Box::new(sr);
                     let _ = writer.write(&[packet], &Attributes::new()).await;
                 }
-            }
-        }
+                true
+            })
+            .await;
     }
 }
 
@@ -166,9 +153,7 @@ struct Stream {
 impl RTPWriter for Stream {
     async fn write(&self, pkt: &Packet, a: &Attributes) -> IResult<usize> {
         lock(&self.counters).on_packet(pkt, SystemTime::now());
-        if self.shared.idle.swap(false, Ordering::AcqRel) {
-            self.shared.wake.notify_one();
-        }
+        self.shared.activity.touch();
         self.next.write(pkt, a).await
     }
 }
@@ -221,9 +206,8 @@ impl Interceptor for Reporter {
     async fn unbind_remote_stream(&self, _info: &StreamInfo) {}
 
     async fn close(&self) -> IResult<()> {
-        self.shared.closed.store(true, Ordering::Relaxed);
         lock(&self.shared.streams).clear();
-        self.shared.wake.notify_one();
+        self.shared.activity.close();
         Ok(())
     }
 }

@@ -8,12 +8,10 @@
 //! Here a packet is recorded under a plain lock in the reader that got it, and the feedback task
 //! sleeps while nothing arrives. The feedback itself is webrtc-rs's `Recorder`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use webrtc::interceptor::stream_info::StreamInfo;
 use webrtc::interceptor::twcc::Recorder;
@@ -26,6 +24,7 @@ use webrtc::rtp::packet::Packet;
 use webrtc::sdp::extmap::TRANSPORT_CC_URI;
 use webrtc::util::Unmarshal;
 
+use super::activity::Activity;
 use crate::sync::lock;
 
 type IResult<T> = Result<T, Error>;
@@ -43,9 +42,7 @@ impl InterceptorBuilder for ReceiverBuilder {
                 interval: self.interval,
                 start: Instant::now(),
                 recorder: Mutex::new(Recorder::new(rand::random::<u32>())),
-                idle: AtomicBool::new(true),
-                wake: Notify::new(),
-                closed: AtomicBool::new(false),
+                activity: Activity::new(),
             }),
         }))
     }
@@ -56,42 +53,30 @@ struct Shared {
     /// Arrival times are microseconds since this instant (what `Recorder` expects).
     start: Instant,
     recorder: Mutex<Recorder>,
-    /// Set by the feedback task before it sleeps; the first packet after that wakes it.
-    idle: AtomicBool,
-    wake: Notify,
-    closed: AtomicBool,
+    activity: Activity,
 }
 
 impl Shared {
     fn record(&self, ssrc: u32, transport_seq: u16) {
         let arrival = self.start.elapsed().as_micros() as i64;
         lock(&self.recorder).record(ssrc, transport_seq, arrival);
-        if self.idle.swap(false, Ordering::AcqRel) {
-            self.wake.notify_one();
-        }
+        self.activity.touch();
     }
 
     /// Feedback every `interval` while packets arrive; asleep otherwise.
     async fn run(self: Arc<Self>, writer: Arc<dyn RTCPWriter + Send + Sync>) {
-        while !self.closed.load(Ordering::Relaxed) {
-            // `notify_one` stores a permit, so a packet recorded between the flag and the
-            // wait still wakes this task.
-            self.wake.notified().await;
-            loop {
-                tokio::time::sleep(self.interval).await;
-                if self.closed.load(Ordering::Relaxed) {
-                    return;
-                }
+        self.activity
+            .run(self.interval, || async {
                 let packets = lock(&self.recorder).build_feedback_packet();
+                // Fewer than two packets since the last feedback: the flow has stopped (a
+                // lone packet is reported with the next ones).
                 if packets.is_empty() {
-                    // Fewer than two packets since the last feedback: the flow has stopped
-                    // (a lone packet is reported with the next ones).
-                    self.idle.store(true, Ordering::Release);
-                    break;
+                    return false;
                 }
                 let _ = writer.write(&packets, &Attributes::new()).await;
-            }
-        }
+                true
+            })
+            .await;
     }
 }
 
@@ -174,8 +159,7 @@ impl Interceptor for Receiver {
     async fn unbind_remote_stream(&self, _info: &StreamInfo) {}
 
     async fn close(&self) -> IResult<()> {
-        self.shared.closed.store(true, Ordering::Relaxed);
-        self.shared.wake.notify_one();
+        self.shared.activity.close();
         Ok(())
     }
 }
