@@ -26,12 +26,13 @@ impl Activity {
 
     /// Something happened (a packet): wakes the task if it sleeps.
     pub fn touch(&self) {
-        if self.idle.swap(false, Ordering::AcqRel) {
+        // Called per packet: a plain load first, so a flowing stream pays no read-modify-write.
+        if self.idle.load(Ordering::Acquire) && self.idle.swap(false, Ordering::AcqRel) {
             self.wake.notify_one();
         }
     }
 
-    /// Ends the task (at its next wake).
+    /// Ends the task.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         self.wake.notify_one();
@@ -48,7 +49,12 @@ impl Activity {
             // `notify_one` stores a permit: a touch between the flag and the wait still wakes.
             self.wake.notified().await;
             loop {
-                tokio::time::sleep(interval).await;
+                // While active only `close` notifies: it ends the task at once rather than an
+                // interval later (the task holds the connection's RTCP writer).
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = self.wake.notified() => {}
+                }
                 if self.closed.load(Ordering::Relaxed) {
                     return;
                 }
