@@ -22,6 +22,8 @@ command -v nft >/dev/null || need_apt+=(nftables)
 command -v tc >/dev/null || need_apt+=(iproute2)
 # The external-TURN tests start a real coturn (turnserver) on loopback.
 command -v turnserver >/dev/null || need_apt+=(coturn)
+# The cluster tests start a real Redis (Debian 12: Redis 7).
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

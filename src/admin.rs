@@ -6,6 +6,8 @@
 //! - `POST /api/v1/tokens` `{room, name?, role, ttl_secs?}`: a token signed with the HS256 key.
 //! - `DELETE /api/v1/rooms/{room}/participants/{id}?ban=true`: removes (and bans) a member.
 //! - `DELETE /api/v1/rooms/{room}`: ends the meeting.
+//! - `GET /api/v1/cluster`: this node's id and every live node's entry (URL, load); 404 on a
+//!   single node.
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::access::{Access, Claims, Role};
+use crate::cluster::Cluster;
 use crate::config::Secret;
 use crate::signal::protocol::{ErrorCode, Moderate, SignalError};
 use crate::signal::RoomsHandle;
@@ -27,13 +30,19 @@ use crate::signal::RoomsHandle;
 struct Api {
     rooms: RoomsHandle,
     access: Arc<Access>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Longest token lifetime the API mints: a day.
 const MAX_TTL_SECS: u64 = 24 * 3600;
 
 /// The API's routes, or none when `key` is empty.
-pub fn router(key: Secret, rooms: RoomsHandle, access: Arc<Access>) -> Router {
+pub fn router(
+    key: Secret,
+    rooms: RoomsHandle,
+    access: Arc<Access>,
+    cluster: Option<Arc<Cluster>>,
+) -> Router {
     if key.is_empty() {
         return Router::new();
     }
@@ -42,7 +51,12 @@ pub fn router(key: Secret, rooms: RoomsHandle, access: Arc<Access>) -> Router {
         .route("/api/v1/rooms/{room}", delete(end))
         .route("/api/v1/rooms/{room}/participants/{id}", delete(remove))
         .route("/api/v1/tokens", post(mint))
-        .with_state(Api { rooms, access })
+        .route("/api/v1/cluster", get(nodes))
+        .with_state(Api {
+            rooms,
+            access,
+            cluster,
+        })
         .layer(middleware::from_fn_with_state(key, guard))
 }
 
@@ -67,6 +81,19 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 async fn list(State(api): State<Api>) -> Response {
     Json(json!({ "rooms": api.rooms.list() })).into_response()
+}
+
+async fn nodes(State(api): State<Api>) -> Response {
+    let Some(cluster) = &api.cluster else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this server is a single node (no [cluster])",
+        );
+    };
+    match cluster.nodes().await {
+        Ok(nodes) => Json(json!({ "node": cluster.id(), "nodes": nodes })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -37,6 +37,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub turn: TurnConfig,
     pub auth: AuthConfig,
+    pub cluster: ClusterConfig,
     /// Declared rooms, `[rooms."name"]` (see [`crate::access::policy`]).
     #[serde(default)]
     pub rooms: std::collections::BTreeMap<String, crate::access::RoomPolicy>,
@@ -51,6 +52,25 @@ pub struct TurnConfig {
     pub ttl_secs: u64,
     pub embedded: bool,
     pub embedded_host: String,
+}
+
+/// `[cluster]`: several nodes sharing rooms through Redis (see `configs/default.toml`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Empty = a single node. May hold a password, hence a [`Secret`].
+    pub redis_url: Secret,
+    pub node_id: String,
+    /// This node's own signaling URL, handed to joiners redirected here.
+    pub url: String,
+    pub heartbeat_ms: u64,
+    pub node_ttl_ms: u64,
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
 }
 
 /// `[auth]`: tokens, the rule for undeclared rooms, the admin API's key.
@@ -450,6 +470,25 @@ impl Config {
                 return field("media.ice_servers", "every entry needs at least one url");
             }
         }
+        let c = &self.cluster;
+        if c.enabled() {
+            let url = &c.redis_url.0;
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return field("cluster.redis_url", "must be a redis:// or rediss:// URL");
+            }
+            if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
+                return field(
+                    "cluster.url",
+                    "required with cluster.redis_url: this node's http(s):// URL",
+                );
+            }
+            if c.heartbeat_ms == 0 || c.node_ttl_ms < 2 * c.heartbeat_ms {
+                return field(
+                    "cluster.node_ttl_ms",
+                    "must be at least twice cluster.heartbeat_ms (one lost beat is no death)",
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -530,7 +569,15 @@ fn apply_env(tree: &mut toml::Table, rest: &str, value: &str) -> Result<(), Conf
 fn serde_path_to_error(tree: toml::Table) -> Result<Config, ConfigError> {
     // Deserialise section by section so an error names `section.field`.
     let mut probe = tree.clone();
-    for section in ["server", "tls", "signaling", "media", "turn", "auth"] {
+    for section in [
+        "server",
+        "tls",
+        "signaling",
+        "media",
+        "turn",
+        "auth",
+        "cluster",
+    ] {
         let value = probe.remove(section).ok_or_else(|| ConfigError::Field {
             field: section.into(),
             message: "missing section".into(),
@@ -541,6 +588,7 @@ fn serde_path_to_error(tree: toml::Table) -> Result<Config, ConfigError> {
             "signaling" => value.try_into::<SignalingConfig>().map(drop),
             "turn" => value.try_into::<TurnConfig>().map(drop),
             "auth" => value.try_into::<AuthConfig>().map(drop),
+            "cluster" => value.try_into::<ClusterConfig>().map(drop),
             _ => value.try_into::<MediaConfig>().map(drop),
         };
         if let Err(e) = result {
@@ -735,6 +783,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("auth"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_needs_a_redis_url_and_this_nodes_url() {
+        assert!(
+            !Config::embedded().cluster.enabled(),
+            "a single node by default"
+        );
+        let redis = ("SFU_LITE_CLUSTER_REDIS_URL", "redis://:pw@127.0.0.1:6379/");
+        let err = Config::load(None, env(&[redis])).unwrap_err().to_string();
+        assert!(err.contains("cluster.url"), "{err}");
+        let url = ("SFU_LITE_CLUSTER_URL", "https://node1.example.com");
+        let c = Config::load(None, env(&[redis, url])).unwrap();
+        assert!(c.cluster.enabled());
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "the Redis password is never shown"
+        );
+        let bad = ("SFU_LITE_CLUSTER_REDIS_URL", "http://127.0.0.1:6379/");
+        let err = Config::load(None, env(&[bad, url]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.redis_url"), "{err}");
+        let beat = ("SFU_LITE_CLUSTER_HEARTBEAT_MS", "2000");
+        let err = Config::load(None, env(&[redis, url, beat]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.node_ttl_ms"), "{err}");
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod access;
 pub mod admin;
 pub mod admission;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod conntrack;
 pub mod http;

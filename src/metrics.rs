@@ -59,6 +59,7 @@ metrics! {
         subscriptions: "Forwarded (publisher track, subscriber) pairs.",
         tasks: "Live media tasks (track readers, subscriber writers, RTCP readers, timers).",
         relay_connections: "Open TCP connections to the embedded TURN relay.",
+        cluster_redis_up: "1 while this cluster node reaches Redis (always 0 on a single node).",
     }
     counters {
         signaling_events: "Socket.IO events received.",

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::access::Access;
 use crate::admission::Admission;
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::conntrack::{Connections, Timeouts, TrackedAcceptor};
 use crate::http::{self, MetricsAccess};
@@ -37,6 +38,8 @@ pub struct RunningServer {
     /// The access rules in force ([`RunningServer::reload`] replaces them).
     pub access: Arc<Access>,
     signaling: Signaling,
+    /// This node's place among several, when `[cluster]` is set.
+    pub cluster: Option<Arc<Cluster>>,
     /// The embedded TURN relay, when `turn.embedded` is on.
     relay: Option<Arc<Relay>>,
     connections: Connections,
@@ -71,6 +74,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Ru
     });
     let ice = Arc::new(IceServers::new(&config, embedded_url));
     let access = Access::new(&config).map_err(|e| anyhow::anyhow!("auth: {e}"))?;
+    let cluster = Cluster::new(&config.cluster, metrics.clone())?;
     let (layer, signaling) = signal::build(
         config.clone(),
         sfu.clone(),
@@ -78,11 +82,13 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Ru
         clock,
         ice,
         access.clone(),
+        cluster.clone(),
     );
     let admin = crate::admin::router(
         config.auth.admin_key.clone(),
         signaling.rooms(),
         access.clone(),
+        cluster.clone(),
     );
     let static_dir = Some(config.server.static_dir.trim())
         .filter(|d| !d.is_empty())
@@ -154,6 +160,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Ru
         metrics_addr,
         access,
         signaling,
+        cluster,
         relay,
         connections,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
@@ -271,6 +278,10 @@ impl RunningServer {
         let deadline = tokio::time::Instant::now() + self.grace;
         let drain = async {
             self.signaling.shutdown().await;
+            // After the members were told: their rooms are free to claim again at once.
+            if let Some(cluster) = &self.cluster {
+                cluster.shutdown().await;
+            }
             if let Some(relay) = &self.relay {
                 relay.close();
             }

@@ -91,6 +91,7 @@ pub fn build(
     clock: Clock,
     ice: Arc<IceServers>,
     access: Arc<crate::access::Access>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> (SocketIoLayer, Signaling) {
     // The transport lets a few oversized payloads through so they can be refused politely with
     // `payload_too_large`; far bigger ones close the connection at the Engine.IO layer.
@@ -123,7 +124,11 @@ pub fn build(
         "/",
         session::Connector(tutorial::Tutorial::new(ctx.clone())),
     );
-    let rooms = rooms::Rooms::new(ctx.clone(), sfu, ice, access);
+    let rooms = rooms::Rooms::new(ctx.clone(), sfu, ice, access, cluster.clone());
+    if let Some(cluster) = cluster {
+        let table = rooms.clone();
+        cluster.start(Box::new(move || table.table.names()));
+    }
     io.ns(ROOMS_NAMESPACE, session::Connector(rooms.clone()));
     (layer, Signaling { io, ctx, rooms })
 }

@@ -57,6 +57,9 @@ pub enum ErrorCode {
     UnknownParticipant,
     Removed,
     RoomEnded,
+    // Cluster (docs/cluster.md).
+    RoomElsewhere,
+    ClusterUnavailable,
 }
 
 impl From<crate::access::Denial> for ErrorCode {
@@ -85,13 +88,16 @@ impl From<crate::access::Denial> for ErrorCode {
     }
 }
 
-/// The one `error` event: `{code, message, event}`. `event` names the refused event.
+/// The one `error` event: `{code, message, event}`. `event` names the refused event;
+/// `room_elsewhere` adds `url`, where the room is hosted.
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
 #[error("{event}: {message}")]
 pub struct SignalError {
     pub code: ErrorCode,
     pub message: String,
     pub event: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl SignalError {
@@ -105,6 +111,16 @@ impl SignalError {
             code,
             message: message.into(),
             event: event.to_string(),
+            url: None,
+        }
+    }
+
+    /// The refusal of a `join` whose room another cluster node hosts: join it at `url`.
+    pub fn elsewhere(room: &str, node: &str, url: &str) -> Self {
+        let message = format!("room {room:?} is hosted by cluster node {node}: join it at {url}");
+        Self {
+            url: Some(url.to_string()),
+            ..Self::new(ErrorCode::RoomElsewhere, "join", message)
         }
     }
 

@@ -220,17 +220,18 @@ impl RoomTable {
         lock(&self.rooms).get(room).cloned()
     }
 
-    /// Removes member `id` from `room` and tells the others; the last one out removes the room.
-    pub fn leave(&self, room: &str, id: &str, socket: &SocketRef) {
+    /// Removes member `id` from `room` and tells the others; the last one out removes the room,
+    /// and is told so (`true`).
+    pub fn leave(&self, room: &str, id: &str, socket: &SocketRef) -> bool {
         socket.leave(room.to_string());
         let Some(entry) = self.get(room) else {
-            return;
+            return false;
         };
         let mut st = lock(&entry.state);
         let before = st.members.len();
         st.members.retain(|m| m.id != id);
         if st.members.len() == before {
-            return; // Not (or no longer) a member of the room of that name: an ended room.
+            return false; // Not (or no longer) a member of the room of that name: an ended room.
         }
         fan_out(&st.members, "", "left", &Left { id });
         if st.members.is_empty() && !st.removed {
@@ -238,8 +239,20 @@ impl RoomTable {
             let mut rooms = lock(&self.rooms);
             if rooms.get(room).is_some_and(|r| Arc::ptr_eq(r, &entry)) {
                 rooms.remove(room);
+                return true;
             }
         }
+        false
+    }
+
+    /// Whether `room` has members here.
+    pub fn contains(&self, room: &str) -> bool {
+        lock(&self.rooms).contains_key(room)
+    }
+
+    /// The rooms with members here.
+    pub fn names(&self) -> Vec<String> {
+        lock(&self.rooms).keys().cloned().collect()
     }
 
     /// Applies a `state` update; the others hear of it only when something changed.

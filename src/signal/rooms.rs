@@ -31,6 +31,7 @@ use super::room_table::{Door, Eviction, Joiner, Restrictions, RoomTable};
 use super::session::{Conn, Ctx, Inbound, Replier, Service};
 use crate::access::policy::{permits, Action};
 use crate::access::{Access, Credentials, Denial, Role};
+use crate::cluster::{Cluster, Placement};
 use crate::sfu::{Sfu, Source};
 use crate::turn::IceServers;
 
@@ -81,10 +82,18 @@ pub(crate) struct Rooms {
     pub(super) access: Arc<Access>,
     /// Each joiner's `ice_servers` (fresh TURN credentials per participant).
     ice: Arc<IceServers>,
+    /// Which node hosts each room, when this node is one of several.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Rooms {
-    pub fn new(ctx: Arc<Ctx>, sfu: Sfu, ice: Arc<IceServers>, access: Arc<Access>) -> Arc<Self> {
+    pub fn new(
+        ctx: Arc<Ctx>,
+        sfu: Sfu,
+        ice: Arc<IceServers>,
+        access: Arc<Access>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Arc<Self> {
         let table = RoomTable::new(ctx.config.signaling.clone(), ctx.metrics.clone());
         Arc::new(Self {
             ctx,
@@ -92,6 +101,7 @@ impl Rooms {
             table,
             ice,
             access,
+            cluster,
         })
     }
 
@@ -233,6 +243,26 @@ impl Rooms {
             conn.refuse(err, ack);
             return None;
         }
+        // Placement comes before the credentials: the host checks them, once.
+        if let Some(cluster) = &self.cluster {
+            match cluster
+                .place(&req.room, self.table.contains(&req.room))
+                .await
+            {
+                Ok(Placement::Here) => {}
+                Ok(Placement::Elsewhere { node, url }) => {
+                    conn.answer(SignalError::elsewhere(&req.room, &node, &url), ack);
+                    return None;
+                }
+                Err(e) => {
+                    tracing::info!(room = %req.room, participant = %conn.id(), error = %e, "join refused: no placement");
+                    let err =
+                        SignalError::new(ErrorCode::ClusterUnavailable, "join", e.to_string());
+                    conn.answer(err, ack);
+                    return None;
+                }
+            }
+        }
         let creds = Credentials {
             token: req.token.as_deref().or(conn.auth_token.as_deref()),
             password: req.password.as_deref(),
@@ -355,8 +385,12 @@ impl Rooms {
     }
 
     async fn leave(&self, joined: Joined) {
-        self.table
+        let ended = self
+            .table
             .leave(&joined.room, &joined.id, &joined.reply.socket);
+        if let (true, Some(cluster)) = (ended, &self.cluster) {
+            cluster.release(&joined.room);
+        }
         if let Some(media) = joined.media {
             media.stop().await;
         }

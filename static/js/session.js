@@ -14,6 +14,9 @@ const JOIN_TIMEOUT_MS = 10_000;
 // dark checks nothing once it is back (agents give up on unanswered pairs).
 const ICE_RETRY_MS = 2_000;
 const MEDIA_CONNECT_MS = 20_000;
+// room_elsewhere answers followed in a row before starting over (the room moved meanwhile).
+const MAX_HOPS = 3;
+const ENTRY_RETRY_MS = 1_000;
 
 /**
  * Events (EventTarget, detail in `e.detail`): `status` {state, text} where state is
@@ -27,6 +30,8 @@ export class Session extends EventTarget {
   publisher = null;
   subscriber = null;
   #left = false;
+  #base = null; // the cluster node our socket goes to; null = the page's own server
+  #hops = 0; // room_elsewhere answers followed since the last join
   #generation = 0; // bumps on every (re)join; stale async work checks it
   #early = []; // media events that arrived before the PeerConnections existed
   #iceTimers = new Map();
@@ -43,16 +48,7 @@ export class Session extends EventTarget {
     super();
     Object.assign(this, { room, name, media, view, lowres, simulcast, log, token, password });
     this.role = null;
-    this.socket = io('/rooms', {
-      // An invitation's token travels in the connection's auth payload.
-      ...(token ? { auth: { token } } : {}),
-      autoConnect: false,
-      reconnectionDelay: 500,
-      reconnectionDelayMax: 5000,
-      timeout: 10_000,
-      forceNew: true, // a rejoin after leaving gets its own connection
-    });
-    this.#wire();
+    this.#openSocket(null);
     this.#unhook = new AbortController();
     media.addEventListener('change', () => this.#mediaChanged(), { signal: this.#unhook.signal });
     // A new network (Wi-Fi to mobile, a VPN coming up): the old candidate pairs may be dead.
@@ -105,17 +101,77 @@ export class Session extends EventTarget {
     this.socket.emit('state', state);
   }
 
+  /**
+   * The `/rooms` socket to `base` (another cluster node's URL, which hosts our room), or to the
+   * page's own server when `base` is null. A socket to another node lives only as long as it
+   * works: when it drops, the session goes back to the page's server, which knows where the
+   * room is now (docs/cluster.md).
+   */
+  #openSocket(base) {
+    if (this.socket) {
+      this.socket.removeAllListeners();
+      this.socket.disconnect();
+    }
+    this.#base = base;
+    const url = base ? new URL('/rooms', base).href : '/rooms';
+    this.socket = io(url, {
+      // An invitation's token travels in the connection's auth payload.
+      ...(this.token ? { auth: { token: this.token } } : {}),
+      // WebSocket first: one TCP connection, which any balancer in front of a cluster keeps on
+      // one node; long-polling (several requests, which only a sticky balancer keeps together)
+      // is the fallback where WebSocket is blocked. Another node's origin: WebSocket only,
+      // which needs no CORS.
+      ...(base
+        ? { transports: ['websocket'], reconnection: false }
+        : { transports: ['websocket', 'polling'], tryAllTransports: true }),
+      autoConnect: false,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 5000,
+      timeout: 10_000,
+      forceNew: true, // a rejoin after leaving gets its own connection
+    });
+    this.#wire();
+  }
+
+  /** The room is hosted by the cluster node at `url`: join it there. */
+  #moveTo(url) {
+    if (++this.#hops > MAX_HOPS) {
+      this.#hops = 0;
+      this.#openSocket(null);
+      this.#restart('The meeting moved between servers. Retrying…');
+      return;
+    }
+    this.#generation++;
+    this.#openSocket(url);
+    this.socket.connect();
+  }
+
+  /**
+   * A socket to another node failed: start over from the page's server, after a fixed pause.
+   * A node that died stays in the registry until its entry expires (cluster.node_ttl_ms, 3 s),
+   * so the page's server may send us back to it a few times; growing pauses would add up.
+   */
+  async #backToEntry(text) {
+    this.#lost(text);
+    this.#openSocket(null);
+    const generation = this.#generation;
+    await sleep(ENTRY_RETRY_MS);
+    if (!this.#left && generation === this.#generation && !this.socket.connected) this.socket.connect();
+  }
+
   #wire() {
     const s = this.socket;
     s.on('connect', () => this.#join());
     s.on('disconnect', (reason) => {
       if (this.#left) return;
+      if (this.#base) return this.#backToEntry(`Connection lost (${reason}). Reconnecting…`);
       this.#lost(`Connection lost (${reason}). Reconnecting…`);
       // After a server-side disconnect socket.io does not retry by itself.
       if (reason === 'io server disconnect') this.#retryLater();
     });
     s.on('connect_error', (err) => {
       if (this.#left) return;
+      if (this.#base) return this.#backToEntry(`Cannot reach the meeting's server (${err.message}). Retrying…`);
       this.#status('reconnecting', `Cannot reach the server (${err.message}). Retrying…`);
       // A refusal by the server (e.g. too many connections) is not retried by socket.io itself.
       if (!s.active) this.#retryLater();
@@ -181,10 +237,19 @@ export class Session extends EventTarget {
       return;
     }
     if (generation !== this.#generation) return;
+    if (ack?.error?.code === 'room_elsewhere' && ack.error.url) {
+      this.#moveTo(ack.error.url);
+      return;
+    }
+    if (ack?.error?.code === 'cluster_unavailable') {
+      this.#restart('The meeting service is busy. Retrying…');
+      return;
+    }
     if (ack?.error) {
       this.#fatal(ack.error);
       return;
     }
+    this.#hops = 0;
     this.id = ack.id;
     this.role = ack.role ?? null;
     this.#tell('joined-room', { role: ack.role, policy: ack.policy, members: ack.members ?? [] });

@@ -3,6 +3,7 @@
 //! awaits exactly the event it expects, with a bound.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod gauges;
 
 use std::sync::{Arc, Mutex};

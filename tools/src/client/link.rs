@@ -161,83 +161,85 @@ impl Link {
                 .boxed()
             }
         };
-        let builder = ClientBuilder::new(url)
-            .on(
-                "publish_answer",
-                on(tx.clone(), |v| {
-                    Some(Inbound::PublishAnswer(v.get("sdp")?.as_str()?.to_string()))
-                }),
-            )
-            .on(
-                "subscribe_offer",
-                on(tx.clone(), |v| {
-                    #[derive(Deserialize)]
-                    struct Offer {
-                        sdp: String,
-                        tracks: Vec<TrackInfo>,
-                    }
-                    let o: Offer = serde_json::from_value(v).ok()?;
-                    Some(Inbound::SubscribeOffer {
-                        sdp: o.sdp,
-                        tracks: o.tracks,
-                    })
-                }),
-            )
-            .on(
-                "candidate",
-                on(tx.clone(), |v| {
-                    #[derive(Deserialize)]
-                    struct Cand {
-                        pc: PcKind,
-                        candidate: Option<IceCandidateInit>,
-                    }
-                    let c: Cand = serde_json::from_value(v).ok()?;
-                    Some(Inbound::Candidate {
-                        pc: c.pc,
-                        candidate: c.candidate,
-                    })
-                }),
-            )
-            .on(
-                "layers",
-                on(tx.clone(), |v| {
-                    #[derive(Deserialize)]
-                    struct L {
-                        mid: String,
-                        active: BTreeMap<String, bool>,
-                    }
-                    let l: L = serde_json::from_value(v).ok()?;
-                    Some(Inbound::Layers {
-                        mid: l.mid,
-                        active: l.active,
-                    })
-                }),
-            )
-            .on(
-                "layer",
-                on(tx.clone(), |v| {
-                    Some(Inbound::Layer {
-                        mid: v.get("mid")?.as_str()?.to_string(),
-                        rid: v.get("rid")?.as_str()?.to_string(),
-                    })
-                }),
-            )
-            .on(
-                "speaking",
-                on(tx.clone(), |v| {
-                    Some(Inbound::Speaking {
-                        id: v.get("id")?.as_str()?.to_string(),
-                        speaking: v.get("speaking")?.as_bool()?,
-                    })
-                }),
-            )
-            .on(
-                "error",
-                on(tx.clone(), |v| {
-                    Some(Inbound::Error(serde_json::from_value(v).ok()?))
-                }),
-            );
-        let (client, id) = join_rooms(builder, room, name).await?;
+        let builder = |url: &str| {
+            ClientBuilder::new(url)
+                .on(
+                    "publish_answer",
+                    on(tx.clone(), |v| {
+                        Some(Inbound::PublishAnswer(v.get("sdp")?.as_str()?.to_string()))
+                    }),
+                )
+                .on(
+                    "subscribe_offer",
+                    on(tx.clone(), |v| {
+                        #[derive(Deserialize)]
+                        struct Offer {
+                            sdp: String,
+                            tracks: Vec<TrackInfo>,
+                        }
+                        let o: Offer = serde_json::from_value(v).ok()?;
+                        Some(Inbound::SubscribeOffer {
+                            sdp: o.sdp,
+                            tracks: o.tracks,
+                        })
+                    }),
+                )
+                .on(
+                    "candidate",
+                    on(tx.clone(), |v| {
+                        #[derive(Deserialize)]
+                        struct Cand {
+                            pc: PcKind,
+                            candidate: Option<IceCandidateInit>,
+                        }
+                        let c: Cand = serde_json::from_value(v).ok()?;
+                        Some(Inbound::Candidate {
+                            pc: c.pc,
+                            candidate: c.candidate,
+                        })
+                    }),
+                )
+                .on(
+                    "layers",
+                    on(tx.clone(), |v| {
+                        #[derive(Deserialize)]
+                        struct L {
+                            mid: String,
+                            active: BTreeMap<String, bool>,
+                        }
+                        let l: L = serde_json::from_value(v).ok()?;
+                        Some(Inbound::Layers {
+                            mid: l.mid,
+                            active: l.active,
+                        })
+                    }),
+                )
+                .on(
+                    "layer",
+                    on(tx.clone(), |v| {
+                        Some(Inbound::Layer {
+                            mid: v.get("mid")?.as_str()?.to_string(),
+                            rid: v.get("rid")?.as_str()?.to_string(),
+                        })
+                    }),
+                )
+                .on(
+                    "speaking",
+                    on(tx.clone(), |v| {
+                        Some(Inbound::Speaking {
+                            id: v.get("id")?.as_str()?.to_string(),
+                            speaking: v.get("speaking")?.as_bool()?,
+                        })
+                    }),
+                )
+                .on(
+                    "error",
+                    on(tx.clone(), |v| {
+                        Some(Inbound::Error(serde_json::from_value(v).ok()?))
+                    }),
+                )
+        };
+        let (client, id) = join_rooms(url, builder, room, name).await?;
         Ok((Link::SocketIo { client }, id, rx))
     }
 
@@ -330,10 +332,48 @@ pub fn first_value(payload: Payload) -> Option<Value> {
     }
 }
 
+/// How many times a join follows `room_elsewhere` to another cluster node before giving up
+/// (one is enough unless the room moves meanwhile).
+const MAX_HOPS: usize = 3;
+
+/// A `join` refused with `room_elsewhere`: another cluster node, at this URL, hosts the room.
+#[derive(Debug)]
+pub struct Elsewhere(pub String);
+
+impl std::fmt::Display for Elsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the room is hosted at {}", self.0)
+    }
+}
+
+impl std::error::Error for Elsewhere {}
+
+/// Joins `room` as `name` on the server at `url`, following the cluster's `room_elsewhere` to
+/// the node that hosts the room, as the web page does. `builder` makes a client for a URL with
+/// its event handlers set. Returns the client with the id the server gave. Shared by the
+/// headless participant and the load tester's signal-only clients.
+pub async fn join_rooms(
+    url: &str,
+    builder: impl Fn(&str) -> ClientBuilder,
+    room: &str,
+    name: &str,
+) -> anyhow::Result<(Client, String)> {
+    let mut url = url.to_string();
+    for _ in 0..MAX_HOPS {
+        match join_once(builder(&url), room, name).await {
+            Err(e) => match e.downcast_ref::<Elsewhere>() {
+                Some(Elsewhere(next)) => url = next.clone(),
+                None => return Err(e),
+            },
+            joined => return joined,
+        }
+    }
+    anyhow::bail!("join refused: room {room:?} moved more than {MAX_HOPS} times")
+}
+
 /// Connects `builder` (its event handlers already set) to the `/rooms` namespace over
 /// WebSocket, joins `room` as `name`, and returns the client with the id the server gave.
-/// Shared by the headless participant and the load tester's signal-only clients.
-pub async fn join_rooms(
+async fn join_once(
     builder: ClientBuilder,
     room: &str,
     name: &str,
@@ -385,6 +425,11 @@ pub async fn join_rooms(
         .ok_or_else(|| anyhow::anyhow!("empty join acknowledgement"))?;
     if let Some(err) = ack.get("error") {
         let _ = client.disconnect().await;
+        if err.get("code").and_then(Value::as_str) == Some("room_elsewhere") {
+            if let Some(url) = err.get("url").and_then(Value::as_str) {
+                return Err(Elsewhere(url.to_string()).into());
+            }
+        }
         anyhow::bail!("join refused: {err}");
     }
     let id = ack

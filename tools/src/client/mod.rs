@@ -39,7 +39,7 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
-pub use link::{first_value, join_rooms, ServerError};
+pub use link::{first_value, join_rooms, Elsewhere, ServerError};
 pub use loss::LossSpec;
 pub use media::{ClipFile, MediaSource, SentLog, SentPacket, SimLayer};
 pub use record::{Received, StreamRecord};

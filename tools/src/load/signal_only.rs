@@ -36,20 +36,23 @@ async fn join(
     received: Arc<Received>,
 ) -> anyhow::Result<Client> {
     let epoch = super::stats::epoch();
-    let builder = ClientBuilder::new(url).on("message", move |payload: Payload, _c: Client| {
+    let builder = |url: &str| {
         let received = received.clone();
-        async move {
-            let sent_ns =
-                first_value(payload).and_then(|v| v.get("content")?.as_str()?.parse::<u64>().ok());
-            if let Some(sent_ns) = sent_ns {
-                let now_ns = epoch.elapsed().as_nanos() as u64;
-                received.count.fetch_add(1, Ordering::Relaxed);
-                lock(&received.latency_us).record(now_ns.saturating_sub(sent_ns) / 1000);
+        ClientBuilder::new(url).on("message", move |payload: Payload, _c: Client| {
+            let received = received.clone();
+            async move {
+                let sent_ns = first_value(payload)
+                    .and_then(|v| v.get("content")?.as_str()?.parse::<u64>().ok());
+                if let Some(sent_ns) = sent_ns {
+                    let now_ns = epoch.elapsed().as_nanos() as u64;
+                    received.count.fetch_add(1, Ordering::Relaxed);
+                    lock(&received.latency_us).record(now_ns.saturating_sub(sent_ns) / 1000);
+                }
             }
-        }
-        .boxed()
-    });
-    let (client, _id) = tokio::time::timeout(JOIN_TIMEOUT, join_rooms(builder, room, name))
+            .boxed()
+        })
+    };
+    let (client, _id) = tokio::time::timeout(JOIN_TIMEOUT, join_rooms(url, builder, room, name))
         .await
         .map_err(|_| anyhow::anyhow!("no join within {JOIN_TIMEOUT:?}"))??;
     Ok(client)
