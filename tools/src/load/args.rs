@@ -10,7 +10,9 @@ use clap::Args;
 /// `sfu-lite load`: drive a server with headless peers and measure it.
 #[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
-    /// Server to load.
+    /// Server to load; several cluster nodes as a comma-separated list (peer i enters through
+    /// the (i mod n)-th, and follows `room_elsewhere` to its room's host). Server figures are
+    /// read from the first.
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     pub url: String,
     /// Number of rooms; peers are spread over them evenly.
@@ -167,23 +169,40 @@ impl LoadArgs {
         if !(0.0..=1.0).contains(&self.max_loss) {
             return Err("--max-loss is a ratio between 0 and 1".into());
         }
-        let url = url::Url::parse(&self.url).map_err(|e| format!("--url: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("--url must be http:// or https://".into());
-        }
-        if !self.allow_remote && !is_loopback_host(url.host_str().unwrap_or("")) {
-            return Err(format!(
-                "{} is not on this machine's loopback; pass --allow-remote to load another host",
-                self.url
-            ));
+        for given in self.urls() {
+            let url = url::Url::parse(given).map_err(|e| format!("--url {given}: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err("--url must be http:// or https://".into());
+            }
+            if !self.allow_remote && !is_loopback_host(url.host_str().unwrap_or("")) {
+                return Err(format!(
+                    "{given} is not on this machine's loopback; pass --allow-remote to load another host"
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The URLs of `--url`, in order.
+    pub fn urls(&self) -> Vec<&str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+    }
+
+    /// Where peer `i` enters: the URLs in turn.
+    pub fn entry(&self, i: usize) -> String {
+        let urls = self.urls();
+        urls.get(i % urls.len().max(1)).unwrap_or(&"").to_string()
+    }
+
+    /// The server whose figures are read (the first URL).
+    pub fn probed_url(&self) -> String {
+        self.entry(0)
     }
 
     /// The media port `--loss` shapes.
     pub fn media_port(&self) -> Option<u16> {
         self.media_port
-            .or_else(|| url::Url::parse(&self.url).ok()?.port_or_known_default())
+            .or_else(|| url::Url::parse(&self.probed_url()).ok()?.port_or_known_default())
     }
 
     pub fn publisher_count(&self) -> usize {
@@ -256,6 +275,16 @@ mod tests {
         let err = parse(&["--url", "http://192.0.2.1:8000"]).unwrap_err();
         assert!(err.contains("--allow-remote"), "{err}");
         assert!(parse(&["--url", "http://192.0.2.1:8000", "--allow-remote"]).is_ok());
+    }
+
+    #[test]
+    fn several_urls_take_peers_in_turn_and_each_is_checked() {
+        let a = parse(&["--url", "http://127.0.0.1:8001,http://127.0.0.1:8002"]).unwrap();
+        assert_eq!(a.entry(0), "http://127.0.0.1:8001");
+        assert_eq!(a.entry(1), "http://127.0.0.1:8002");
+        assert_eq!(a.entry(2), "http://127.0.0.1:8001");
+        assert_eq!(a.probed_url(), "http://127.0.0.1:8001");
+        assert!(parse(&["--url", "http://127.0.0.1:8001,http://192.0.2.1:8002"]).is_err());
     }
 
     #[test]

@@ -59,7 +59,7 @@ async fn join(
 }
 
 pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
-    let probe = ServerProbe::new(&args.url, args.server_pid);
+    let probe = ServerProbe::new(&args.probed_url(), args.server_pid);
     let tool_start = crate::procstat::sample_self();
     let received = Arc::new(Received::default());
     let mut clients = Vec::new();
@@ -77,7 +77,7 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
         let room = i % args.rooms;
         let t0 = Instant::now();
         match join(
-            &args.url,
+            &args.entry(i),
             &format!("load-{run_id}-{room}"),
             &format!("peer-{i}"),
             received.clone(),
