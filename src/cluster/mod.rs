@@ -84,6 +84,8 @@ pub struct Cluster {
     hosted: OnceLock<HostedRooms>,
     /// Whether the last call to Redis succeeded (logged on change, exported as a gauge).
     up: AtomicBool,
+    /// Set by [`Cluster::shutdown`]: calls still finishing (a release) no longer touch the gauge.
+    closed: AtomicBool,
     stop: Notify,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -119,6 +121,7 @@ impl Cluster {
             metrics,
             hosted: OnceLock::new(),
             up: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             stop: Notify::new(),
             task: Mutex::new(None),
         })))
@@ -219,6 +222,7 @@ impl Cluster {
     /// Stops the heartbeat and leaves the registry: this node's entry and its rooms' claims are
     /// deleted, so its rooms can be claimed again at once (their members were told to go).
     pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         self.stop.notify_one();
         let task = crate::sync::lock(&self.task).take();
         if let Some(task) = task {
@@ -308,6 +312,9 @@ impl Cluster {
     }
 
     fn succeeded(&self) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
         if !self.up.swap(true, Ordering::Relaxed) {
             tracing::info!(node = %self.id, url = %self.url, "cluster: registered in Redis");
             self.metrics.cluster_redis_up.store(1, Ordering::Relaxed);
@@ -315,7 +322,7 @@ impl Cluster {
     }
 
     fn failed(&self, e: redis::RedisError) -> Unavailable {
-        if self.up.swap(false, Ordering::Relaxed) {
+        if !self.closed.load(Ordering::Relaxed) && self.up.swap(false, Ordering::Relaxed) {
             tracing::warn!(node = %self.id, error = %describe(&e), "cluster: Redis unreachable; rooms hosted here go on, other joins are refused");
             self.metrics.cluster_redis_up.store(0, Ordering::Relaxed);
         }

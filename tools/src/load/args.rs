@@ -185,7 +185,11 @@ impl LoadArgs {
 
     /// The URLs of `--url`, in order.
     pub fn urls(&self) -> Vec<&str> {
-        self.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect()
     }
 
     /// Where peer `i` enters: the URLs in turn.
@@ -201,8 +205,11 @@ impl LoadArgs {
 
     /// The media port `--loss` shapes.
     pub fn media_port(&self) -> Option<u16> {
-        self.media_port
-            .or_else(|| url::Url::parse(&self.probed_url()).ok()?.port_or_known_default())
+        self.media_port.or_else(|| {
+            url::Url::parse(&self.probed_url())
+                .ok()?
+                .port_or_known_default()
+        })
     }
 
     pub fn publisher_count(&self) -> usize {
