@@ -15,6 +15,9 @@
 //! join and calls [`Cluster::release`] when a room ends.
 
 mod scripts;
+mod tutorial;
+
+pub use tutorial::{Feed, LocalMembers, Member};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -81,13 +84,17 @@ pub struct Cluster {
     node_ttl: Duration,
     redis: ConnectionManager,
     metrics: Arc<Metrics>,
+    client: redis::Client,
     hosted: OnceLock<HostedRooms>,
+    /// Set when `/` spans the cluster (see [`Cluster::tutorial_feed`]).
+    tutorial: OnceLock<LocalMembers>,
     /// Whether the last call to Redis succeeded (logged on change, exported as a gauge).
     up: AtomicBool,
     /// Set by [`Cluster::shutdown`]: calls still finishing (a release) no longer touch the gauge.
     closed: AtomicBool,
     stop: Notify,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// The heartbeat, then the roster subscription if any.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Cluster {
@@ -106,7 +113,7 @@ impl Cluster {
             // Each command tries a reconnection once; the heartbeat keeps trying.
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let redis = ConnectionManager::new_lazy_with_config(client, manager_config)
+        let redis = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .map_err(|e| anyhow::anyhow!("cluster.redis_url: {}", describe(&e)))?;
         let id = match config.node_id.trim() {
             "" => format!("node-{:08x}", rand::random::<u32>()),
@@ -118,12 +125,14 @@ impl Cluster {
             heartbeat: Duration::from_millis(config.heartbeat_ms),
             node_ttl: Duration::from_millis(config.node_ttl_ms),
             redis,
+            client,
             metrics,
             hosted: OnceLock::new(),
+            tutorial: OnceLock::new(),
             up: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stop: Notify::new(),
-            task: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
         })))
     }
 
@@ -138,7 +147,7 @@ impl Cluster {
         }
         let me = self.clone();
         let task = tokio::spawn(async move { me.run().await });
-        *crate::sync::lock(&self.task) = Some(task);
+        crate::sync::lock(&self.tasks).push(task);
     }
 
     /// Where a joiner of `room` belongs. `hosted_here`: the room exists on this node, which
@@ -224,10 +233,13 @@ impl Cluster {
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Relaxed);
         self.stop.notify_one();
-        let task = crate::sync::lock(&self.task).take();
-        if let Some(task) = task {
+        let tasks = std::mem::take(&mut *crate::sync::lock(&self.tasks));
+        for task in tasks {
+            // The subscription has nothing to finish; the heartbeat ends at `stop`.
+            task.abort();
             let _ = task.await;
         }
+        self.tutorial_sync(true).await;
         let script = scripts::leave();
         let mut invocation = script.key(node_key(&self.id));
         invocation.key(load_key()).key(pending_key(&self.id));
@@ -250,6 +262,7 @@ impl Cluster {
             let entry = self.entry(&last, &next);
             last = next;
             self.beat(&entry).await;
+            self.tutorial_sync(false).await;
             tokio::select! {
                 () = self.stop.notified() => return,
                 () = tokio::time::sleep(self.heartbeat) => {}

@@ -5,7 +5,7 @@
 //! - [`protocol`]: the wire types and the one error shape.
 //! - `session`: per-socket plumbing for both namespaces (admission, limits, ordered queue).
 //! - `limits`: the pure rate/strike gate and the name rules.
-//! - `tutorial`: namespace `/`. `rooms`: namespace `/rooms` (sessions); `room_table`: the rooms
+//! - `tutorial`: namespace `/`; `tutorial_shared`: its roster when it spans a cluster. `rooms`: namespace `/rooms` (sessions); `room_table`: the rooms
 //!   and their members; `budget`: the pure byte budget of room chat. `media`: each member's SFU
 //!   worker and relay. `moderation`: the `moderate` event's actions on the room table, and
 //!   the listing and actions the admin API ([`Rooms`]) uses.
@@ -19,6 +19,7 @@ mod room_table;
 mod rooms;
 mod session;
 mod tutorial;
+mod tutorial_shared;
 
 pub use media::sfu_error;
 
@@ -122,7 +123,7 @@ pub fn build(
     });
     io.ns(
         "/",
-        session::Connector(tutorial::Tutorial::new(ctx.clone())),
+        session::Connector(tutorial::Tutorial::new(ctx.clone(), cluster.clone())),
     );
     let rooms = rooms::Rooms::new(ctx.clone(), sfu, ice, access, cluster.clone());
     if let Some(cluster) = cluster {

@@ -7,6 +7,9 @@
 //! rosters in the order they changed. Ids are public ids ([`Conn::id`]); the roster maps them
 //! to sockets for the relay. Every connect sends the whole roster to everyone, O(N²) bytes, so
 //! `/` has its own cap, `signaling.max_tutorial_sockets`.
+//!
+//! On a cluster, the roster is the cluster's ([`super::tutorial_shared`]): the session is the
+//! same, only entering, leaving and finding a message's target go through Redis.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -22,6 +25,8 @@ use tokio::sync::Mutex;
 
 use super::protocol::{clock, nothing, DirectMessage, ErrorCode, Person, SignalError};
 use super::session::{json_args, Conn, Ctx, Inbound, Seats, Service};
+use super::tutorial_shared::{Route, SharedRoster};
+use crate::cluster::Cluster;
 
 /// Hands out `seq`: always the smallest positive integer no connected socket holds.
 #[derive(Debug)]
@@ -68,6 +73,8 @@ struct Roster {
 pub(crate) struct Tutorial {
     ctx: Arc<Ctx>,
     roster: Mutex<Roster>,
+    /// Set on a cluster: then `roster` stays empty.
+    shared: Option<Arc<SharedRoster>>,
     seats: Seats,
 }
 
@@ -78,7 +85,7 @@ pub(crate) enum TutorialEvent {
 }
 
 impl Tutorial {
-    pub fn new(ctx: Arc<Ctx>) -> Arc<Self> {
+    pub fn new(ctx: Arc<Ctx>, cluster: Option<Arc<Cluster>>) -> Arc<Self> {
         let seats = Seats::new(
             "/",
             "signaling.max_tutorial_sockets",
@@ -87,6 +94,7 @@ impl Tutorial {
         Arc::new(Self {
             ctx,
             roster: Mutex::new(Roster::default()),
+            shared: cluster.map(SharedRoster::start),
             seats,
         })
     }
@@ -97,17 +105,8 @@ impl Tutorial {
         }
         let id = conn.id();
         let socket = conn.socket.clone();
-        {
-            let mut roster = self.roster.lock().await;
-            let seq = roster.seqs.take();
-            roster.persons.push(Person {
-                id: id.clone(),
-                seq,
-            });
-            roster.sockets.insert(id.clone(), socket.clone());
-            tracing::debug!(id = %id, seq, "tutorial socket ready");
-            let _ = socket.emit("ready", &(&id, &roster.persons));
-            let _ = socket.broadcast().emit("change", &roster.persons).await;
+        if !self.enter(&conn, &id).await {
+            return;
         }
         while let Some(Inbound { event, ack }) = conn.next().await {
             match event {
@@ -119,14 +118,48 @@ impl Tutorial {
                 TutorialEvent::Ipaddr => self.ipaddr(&conn, ack),
             }
         }
+        self.exit(&id, &socket).await;
+        tracing::debug!(id = %id, "tutorial socket gone");
+    }
+
+    /// Puts the socket on the roster: `ready` to it, `change` to the others. False when it
+    /// cannot be (the cluster's Redis is away): it was told why and disconnected.
+    async fn enter(&self, conn: &Conn<TutorialEvent>, id: &str) -> bool {
+        let socket = &conn.socket;
+        if let Some(shared) = &self.shared {
+            let Err(e) = shared.enter(id, socket.clone()).await else {
+                return true;
+            };
+            tracing::info!(id = %id, error = %e, "tutorial socket refused: no cluster roster");
+            let err = SignalError::new(ErrorCode::ClusterUnavailable, "", e.to_string());
+            conn.answer(err, None);
+            let _ = socket.clone().disconnect();
+            return false;
+        }
+        let mut roster = self.roster.lock().await;
+        let seq = roster.seqs.take();
+        roster.persons.push(Person {
+            id: id.to_string(),
+            seq,
+        });
+        roster.sockets.insert(id.to_string(), socket.clone());
+        tracing::debug!(id = %id, seq, "tutorial socket ready");
+        let _ = socket.emit("ready", &(id, &roster.persons));
+        let _ = socket.broadcast().emit("change", &roster.persons).await;
+        true
+    }
+
+    async fn exit(&self, id: &str, socket: &SocketRef) {
+        if let Some(shared) = &self.shared {
+            return shared.exit(id).await;
+        }
         let mut roster = self.roster.lock().await;
         if let Some(pos) = roster.persons.iter().position(|p| p.id == id) {
             let person = roster.persons.remove(pos);
             roster.seqs.give_back(person.seq);
         }
-        roster.sockets.remove(&id);
+        roster.sockets.remove(id);
         let _ = socket.broadcast().emit("change", &roster.persons).await;
-        tracing::debug!(id = %id, "tutorial socket gone");
     }
 
     async fn relay(
@@ -141,17 +174,41 @@ impl Tutorial {
         if m.to == from {
             return Conn::<TutorialEvent>::ok(ack);
         }
-        let target = self.roster.lock().await.sockets.get(&m.to).cloned();
-        let Some(target) = target else {
-            let err = SignalError::new(
+        let unknown = || {
+            SignalError::new(
                 ErrorCode::UnknownPeer,
                 "message",
                 format!("no connected socket has id {:?}", m.to),
-            );
-            return conn.refuse(err, ack);
+            )
+        };
+        let route = match &self.shared {
+            Some(shared) => shared.route(&m.to),
+            None => match self.roster.lock().await.sockets.get(&m.to) {
+                Some(target) => Route::Here(target.clone()),
+                None => Route::Unknown,
+            },
         };
         let time = clock();
-        let _ = target.emit("message", &m.relayed(from, &time));
+        let relayed = m.relayed(from, &time);
+        match route {
+            Route::Here(target) => {
+                let _ = target.emit("message", &relayed);
+            }
+            Route::Node(node) => {
+                let Some(shared) = &self.shared else { return };
+                let body = serde_json::value::to_raw_value(&relayed);
+                let sent = match &body {
+                    Ok(body) => shared.send(&node, &m.to, body).await,
+                    Err(_) => Ok(()),
+                };
+                if let Err(e) = sent {
+                    let err =
+                        SignalError::new(ErrorCode::ClusterUnavailable, "message", e.to_string());
+                    return conn.answer(err, ack);
+                }
+            }
+            Route::Unknown => return conn.refuse(unknown(), ack),
+        }
         Conn::<TutorialEvent>::ok(ack);
     }
 

@@ -37,19 +37,29 @@ async function pong(port, timeoutMs) {
   }
 }
 
-/** Debian's redis-server, nothing saved to disk. */
+/** Debian's redis-server, nothing saved to disk; `restart` brings it back empty on its port. */
 export async function startRedis() {
   const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
-  await pong(port, 10_000);
+  let proc;
+  let exited;
+  const launch = async () => {
+    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
+    exited = new Promise((resolve) => proc.once('exit', resolve));
+    await pong(port, 10_000);
+  };
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    await exited;
+  };
+  await launch();
   return {
     url: `redis://127.0.0.1:${port}/`,
-    stop: async () => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-      await exited;
+    stop,
+    restart: async () => {
+      await stop();
+      await launch();
     },
   };
 }
