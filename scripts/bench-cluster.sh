@@ -6,11 +6,13 @@
 #
 #   scripts/bench-cluster.sh [PEERS] [ROOMS]     (default 90 peers in 30 rooms)
 #
-# Prints one load summary per scenario:
+# Prints one load summary per scenario (server CPU: every node and Redis):
 #   single   one node, no cluster
 #   via-one  three nodes, every peer enters through node 1 (2 rooms in 3 are hosted
 #            elsewhere: those joins take a room_elsewhere hop)
 #   via-all  three nodes, peer i enters through node (i mod 3)
+# then, for the tutorial's namespace `/` (tests/js/bench/tutorial_relay.mjs, TUTORIAL clients,
+# default 60), one JSON line on one node and one on three (roster and messages through Redis).
 set -euo pipefail
 # Every peer comes from 127.0.0.1: the per-address limits would refuse most of them.
 export SFU_LITE_SERVER_MAX_CONNECTIONS_PER_ADDRESS=0 SFU_LITE_SERVER_HANDSHAKES_PER_ADDRESS_PER_SECOND=0
@@ -37,14 +39,19 @@ load() {
   "$LOAD" --signal-only --peers "$PEERS" --rooms "$ROOMS" --ramp 30/s --duration 10s \
     --url "$1" --server-pid "$2"
 }
+TUTORIAL=${TUTORIAL:-60}
+tutorial() { node tests/js/bench/tutorial_relay.mjs "$1" "$2" "$TUTORIAL" 50; }
 
 echo "== single"
 "$BIN" serve --listen 127.0.0.1:$BASE >/dev/null 2>&1 & pids+=($!)
 wait_port $BASE
 load "http://127.0.0.1:$BASE" "${pids[-1]}"
+echo "== tutorial single"
+tutorial "http://127.0.0.1:$BASE" "${pids[-1]}"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
 redis-server --port $RPORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & pids+=($!)
+redis=$!
 wait_port $RPORT
 nodes=()
 for i in 1 2 3; do
@@ -56,7 +63,11 @@ for i in 1 2 3; do
   wait_port $port
 done
 sleep 2 # two heartbeats: every node registered
+all_pids=$(IFS=,; echo "${nodes[*]},$redis")
+all_urls="http://127.0.0.1:$((BASE + 1)),http://127.0.0.1:$((BASE + 2)),http://127.0.0.1:$((BASE + 3))"
 echo "== via-one"
-load "http://127.0.0.1:$((BASE + 1))" "${nodes[0]}"
+load "http://127.0.0.1:$((BASE + 1))" "$all_pids"
 echo "== via-all"
-load "http://127.0.0.1:$((BASE + 1)),http://127.0.0.1:$((BASE + 2)),http://127.0.0.1:$((BASE + 3))" "${nodes[0]}"
+load "$all_urls" "$all_pids"
+echo "== tutorial on three nodes"
+tutorial "$all_urls" "$all_pids"

@@ -47,9 +47,10 @@ pub struct LoadArgs {
     /// Draw latency and throughput over time (SVG).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
-    /// The server's process id, for its CPU time and RSS (otherwise /metrics only).
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The server's process id, for its CPU time and RSS (otherwise /metrics only). Several,
+    /// comma-separated (a cluster's nodes and its Redis): their sum.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Exit non-zero when the loss ratio is above this (0.01 = 1 %).
     #[arg(long, default_value_t = 0.05)]
     pub max_loss: f64,
@@ -198,7 +199,7 @@ impl LoadArgs {
         urls.get(i % urls.len().max(1)).unwrap_or(&"").to_string()
     }
 
-    /// The server whose figures are read (the first URL).
+    /// The first URL: where the media port comes from.
     pub fn probed_url(&self) -> String {
         self.entry(0)
     }

@@ -241,7 +241,7 @@ pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
     let publishers = args.publisher_count();
     let video = publishers > 0 && args.video() != VideoSpec::None;
     sim::preflight(args)?;
-    let probe = ServerProbe::new(&args.probed_url(), args.server_pid);
+    let probe = ServerProbe::new(&args.urls(), &args.server_pid);
     let tool_start = crate::procstat::sample_self();
     let bar = progress(args);
 

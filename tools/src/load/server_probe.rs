@@ -1,5 +1,7 @@
 //! The server's side of the figures: CPU time, RSS and forwarded packets, read from its
 //! `/metrics` (and from `/proc/<pid>` when `--server-pid` is given, which wins for CPU and RSS).
+//! On a cluster, every node given by `--url` is read, and every process given by
+//! `--server-pid` (its Redis too): the figures are their sums.
 
 use std::time::Duration;
 
@@ -17,16 +19,21 @@ pub struct ServerSample {
 }
 
 pub struct ServerProbe {
-    metrics_url: String,
-    pid: Option<u32>,
+    metrics_urls: Vec<String>,
+    pids: Vec<u32>,
     http: reqwest::Client,
 }
 
 impl ServerProbe {
-    pub fn new(base_url: &str, pid: Option<u32>) -> Self {
+    pub fn new(base_urls: &[&str], pids: &[u32]) -> Self {
+        let mut metrics_urls: Vec<String> = base_urls
+            .iter()
+            .map(|u| format!("{}/metrics", u.trim_end_matches('/')))
+            .collect();
+        metrics_urls.dedup();
         Self {
-            metrics_url: format!("{}/metrics", base_url.trim_end_matches('/')),
-            pid,
+            metrics_urls,
+            pids: pids.to_vec(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 // Self-signed development servers are the common https case for a load run.
@@ -38,23 +45,52 @@ impl ServerProbe {
 
     /// `None` when neither `/metrics` nor the process can be read.
     pub async fn sample(&self) -> Option<ServerSample> {
-        let text = match self.http.get(&self.metrics_url).send().await {
-            Ok(r) if r.status().is_success() => r.text().await.ok(),
-            _ => None,
-        };
         let mut s = ServerSample::default();
-        if let Some(text) = &text {
-            s.cpu_s = scrape_value(text, "process_cpu_seconds_total");
-            s.rss_bytes = scrape_value(text, "process_resident_memory_bytes");
-            s.forwarded_packets = scrape_value(text, "sfu_forwarded_packets_total");
-            s.nacks_sent = scrape_value(text, "sfu_nacks_sent_total");
-            s.retransmitted_packets = scrape_value(text, "sfu_retransmitted_packets_total");
+        for url in &self.metrics_urls {
+            let text = match self.http.get(url).send().await {
+                Ok(r) if r.status().is_success() => r.text().await.ok(),
+                _ => None,
+            };
+            if let Some(text) = &text {
+                add(
+                    &mut s.cpu_s,
+                    scrape_value(text, "process_cpu_seconds_total"),
+                );
+                add(
+                    &mut s.rss_bytes,
+                    scrape_value(text, "process_resident_memory_bytes"),
+                );
+                add(
+                    &mut s.forwarded_packets,
+                    scrape_value(text, "sfu_forwarded_packets_total"),
+                );
+                add(
+                    &mut s.nacks_sent,
+                    scrape_value(text, "sfu_nacks_sent_total"),
+                );
+                add(
+                    &mut s.retransmitted_packets,
+                    scrape_value(text, "sfu_retransmitted_packets_total"),
+                );
+            }
         }
-        if let Some(p) = self.pid.and_then(crate::procstat::sample) {
-            s.cpu_s = Some(p.cpu.as_secs_f64());
-            s.rss_bytes = Some(p.rss_bytes as f64);
+        let procs: Vec<_> = self
+            .pids
+            .iter()
+            .filter_map(|p| crate::procstat::sample(*p))
+            .collect();
+        if !procs.is_empty() {
+            s.cpu_s = Some(procs.iter().map(|p| p.cpu.as_secs_f64()).sum());
+            s.rss_bytes = Some(procs.iter().map(|p| p.rss_bytes as f64).sum());
         }
         (s != ServerSample::default()).then_some(s)
+    }
+}
+
+/// Sums a figure over several servers; one that lacks it adds nothing.
+fn add(total: &mut Option<f64>, value: Option<f64>) {
+    if let Some(v) = value {
+        *total = Some(total.unwrap_or(0.0) + v);
     }
 }
 

@@ -59,7 +59,7 @@ async fn join(
 }
 
 pub async fn run(args: &LoadArgs, run_id: &str) -> anyhow::Result<Summary> {
-    let probe = ServerProbe::new(&args.probed_url(), args.server_pid);
+    let probe = ServerProbe::new(&args.urls(), &args.server_pid);
     let tool_start = crate::procstat::sample_self();
     let received = Arc::new(Received::default());
     let mut clients = Vec::new();
