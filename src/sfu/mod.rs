@@ -38,6 +38,7 @@ mod down;
 pub mod estimate;
 mod forward;
 pub mod ice_start;
+mod kept;
 pub mod keyframe;
 pub mod layers;
 mod nack;

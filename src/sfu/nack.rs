@@ -23,6 +23,7 @@ use webrtc::rtcp::transport_feedbacks::transport_layer_nack::{
 };
 use webrtc::rtp::packet::Packet;
 
+use super::kept::Kept;
 use super::recovery::{Gaps, History, NackPolicy};
 use crate::metrics::{inc, Metrics};
 use crate::sync::lock;
@@ -54,7 +55,7 @@ impl InterceptorBuilder for ResponderBuilder {
 
 /// One outgoing stream: its history and the writer retransmissions go to.
 struct SentStream {
-    history: Mutex<History<Packet>>,
+    history: Mutex<History<Kept>>,
     next: Arc<dyn RTPWriter + Send + Sync>,
 }
 
@@ -69,7 +70,7 @@ pub struct Responder {
 #[async_trait]
 impl RTPWriter for SentStream {
     async fn write(&self, pkt: &Packet, a: &Attributes) -> IResult<usize> {
-        lock(&self.history).add(pkt.header.sequence_number, pkt.clone());
+        lock(&self.history).add(pkt.header.sequence_number, Kept::new(pkt));
         self.next.write(pkt, a).await
     }
 }
@@ -99,7 +100,7 @@ impl RTCPReader for NackReader {
             // subscriber that floods NACKs slows its own RTCP reading, nothing else. What one
             // NACK can ask for is bounded by the history.
             for seq in nack.nacks.iter().flat_map(|pair| pair.into_iter()) {
-                let Some(packet) = lock(&stream.history).get(seq) else {
+                let Some(packet) = lock(&stream.history).get(seq).and_then(|k| k.packet()) else {
                     continue;
                 };
                 if stream.next.write(&packet, &Attributes::new()).await.is_ok() {
