@@ -4,7 +4,11 @@
 # Benchmarks, not tests: nothing here asserts a timing. Takes about 15 minutes.
 #
 #   scripts/bench.sh            # everything
-#   scripts/bench.sh meeting    # one group: meeting webinar rooms storm signaling floor
+#   scripts/bench.sh meeting    # one group: meeting webinar rooms storm signaling floor janus
+#
+# `janus` (benches/janus/side-by-side.sh at 10 and 30 subscribers: Janus VideoRoom and sfu-lite
+# driven by one aiortc client, the anchor) is in the default set where it can run: as root,
+# with `ip netns` and Debian's janus or apt-get to install it. Another 10-15 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -56,7 +60,12 @@ scenario() {
   done
 }
 
-groups=${*:-meeting webinar rooms storm signaling floor}
+janus_possible() {
+  [ "$(id -u)" = 0 ] && command -v ip >/dev/null && { command -v janus || command -v apt-get; } >/dev/null
+}
+default_groups="meeting webinar rooms storm signaling floor"
+janus_possible && default_groups="$default_groups janus"
+groups=${*:-$default_groups}
 for g in $groups; do
   case $g in
     meeting)
@@ -74,6 +83,13 @@ for g in $groups; do
     signaling)
       for n in 10 100 500; do
         scenario "signaling-$n" -- --signal-only --rooms $(( (n + 9) / 10 )) --peers "$n" --ramp 200/s --duration 10s
+      done ;;
+    janus)
+      # Its own namespace (lo + a veth at 127.0.0.2, Janus gathers nothing on lo) and a fresh
+      # server per run; alternating runs, so the ratios compare within one invocation.
+      for n in 10 30; do
+        OUT="$ROOT/$OUT/side-by-side" REPS=${JANUS_REPS:-2} IDLE_SECS=${IDLE_SECS:-15} SFU_BIN="$BIN" \
+          benches/janus/side-by-side.sh "$n" 20 || echo "side by side with $n subscribers failed" >&2
       done ;;
     floor)
       cargo bench --bench floor -- --noplot 2>&1 | tee "$OUT/floor.txt" ;;

@@ -170,6 +170,16 @@ def main():
             m16 = pick(runs.get("meeting-16", []), "server_cpu_us_per_forwarded_packet")
             if m16 is not None:
                 lines += [f"Headline: **{m16:.1f} µs** server CPU per forwarded packet at 16 peers = **{m16 / floor16:.1f}×** the floor.", ""]
+    sbs = [os.path.join(out, "side-by-side", f"sbs-{n}sub-20s.md") for n in (10, 30)]
+    sbs = [p for p in sbs if os.path.exists(p)]
+    if sbs:
+        lines += ["### Side by side with Janus (`benches/janus/side-by-side.sh`)", "",
+                  "Janus 1.1 VideoRoom and sfu-lite driven by one aiortc client: 1 publisher (VP8 "
+                  "320x240@30 pinned at 1 Mbit/s), N count-only subscribers, 20 s, then 15 s with the "
+                  "publisher paused (idle CPU, marginal µs per packet). Alternating runs; compare the "
+                  "ratios, which are within one invocation.", ""]
+        for p in sbs:
+            lines += [open(p).read().strip(), ""]
     plot = os.path.join(out, "meeting-16.1.svg")
     if os.path.exists(plot):
         shutil.copy(plot, os.path.join(os.path.dirname(doc), "bench-meeting-16.svg"))
