@@ -19,7 +19,7 @@ dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 [ -x /usr/bin/firefox-esr ] || need_apt+=(firefox-esr)
 # Lossy and capped links in the media tests (nftables on the input/output hooks, tc htb).
 command -v nft >/dev/null || need_apt+=(nftables)
-command -v tc >/dev/null || need_apt+=(iproute2)
+{ command -v tc && command -v ss; } >/dev/null || need_apt+=(iproute2)
 # The external-TURN tests start a real coturn (turnserver) on loopback.
 command -v turnserver >/dev/null || need_apt+=(coturn)
 # The cluster tests start a real Redis (Debian 12: Redis 7).

@@ -88,6 +88,8 @@ pub struct Cluster {
     hosted: OnceLock<HostedRooms>,
     /// Set when `/` spans the cluster (see [`Cluster::tutorial_feed`]).
     tutorial: OnceLock<LocalMembers>,
+    /// Whether the roster subscription still delivers (see [`tutorial::RosterWatch`]).
+    watch: tutorial::RosterWatch,
     /// Whether the last call to Redis succeeded (logged on change, exported as a gauge).
     up: AtomicBool,
     /// Set by [`Cluster::shutdown`]: calls still finishing (a release) no longer touch the gauge.
@@ -129,6 +131,7 @@ impl Cluster {
             metrics,
             hosted: OnceLock::new(),
             tutorial: OnceLock::new(),
+            watch: Default::default(),
             up: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stop: Notify::new(),

@@ -11,14 +11,14 @@
 //! Knows Redis, nothing of Socket.IO: signaling turns [`Feed`] into `ready`, `change` and
 //! `message` events.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::{describe, node_key, scripts, Cluster, Unavailable, PREFIX, REDIS_TIMEOUT};
 
@@ -63,6 +63,41 @@ struct MessageWire {
 /// far, and their ids. Both are read at once (under the caller's lock), so a heartbeat never
 /// undoes a change Redis saw after it.
 pub type LocalMembers = Box<dyn Fn() -> (u64, Vec<String>) + Send + Sync>;
+
+/// Tells a roster subscription that has stopped delivering from a quiet one. A TCP
+/// connection to Redis that a network drops silently (no reset) stays open and delivers
+/// nothing, and the node's roster of `/` would stay stale until the kernel gives up on it
+/// (many minutes). Every heartbeat's sync returns the roster's version in Redis; a version
+/// that Redis had at one heartbeat and the subscription has still not delivered at the next
+/// means the subscription is dead: it is dropped and opened again (with a fresh snapshot).
+#[derive(Default)]
+pub(super) struct RosterWatch {
+    /// The newest version the subscription (or a snapshot) delivered.
+    seen: AtomicU64,
+    /// The version Redis had at the last heartbeat.
+    expected: AtomicU64,
+    /// Whether a subscription is open (between a snapshot and its end).
+    open: AtomicBool,
+    stale: Notify,
+}
+
+impl RosterWatch {
+    fn delivered(&self, version: u64) {
+        self.seen.fetch_max(version, Ordering::Relaxed);
+    }
+
+    /// At a heartbeat that read `version` from Redis: whether the previous heartbeat's version
+    /// has been delivered since; if not, the subscription is told to start again.
+    fn beat(&self, version: u64) -> bool {
+        let due = self.expected.swap(version, Ordering::Relaxed);
+        let stale = self.open.load(Ordering::Relaxed) && self.seen.load(Ordering::Relaxed) < due;
+        if stale {
+            // Only a subscription waiting now is told; the next one starts from a snapshot.
+            self.stale.notify_waiters();
+        }
+        stale
+    }
+}
 
 /// How many feed items may wait for signaling before the subscriber waits too.
 const FEED_QUEUE: usize = 256;
@@ -151,6 +186,11 @@ impl Cluster {
         }
         let mut redis = self.redis.clone();
         let synced: redis::RedisResult<i64> = invocation.invoke_async(&mut redis).await;
+        if let Ok(version) = synced {
+            if !leaving && self.watch.beat(version.max(0) as u64) {
+                tracing::warn!(node = %self.id, "cluster: the roster subscription delivered nothing for a heartbeat; subscribing again");
+            }
+        }
         if let Err(e) = synced {
             if leaving {
                 tracing::warn!(node = %self.id, error = %describe(&e), "cluster: could not take this node's sockets off the roster of /; the other nodes drop them once its entry expires");
@@ -172,7 +212,13 @@ impl Cluster {
                         return;
                     }
                     let mut stream = stream;
-                    while let Some(msg) = stream.next().await {
+                    self.watch.open.store(true, Ordering::Relaxed);
+                    loop {
+                        let msg = tokio::select! {
+                            msg = stream.next() => msg,
+                            _ = self.watch.stale.notified() => None,
+                        };
+                        let Some(msg) = msg else { break };
                         let Some(feed) = parse(msg.get_channel_name() == roster, &msg) else {
                             tracing::debug!(
                                 channel = msg.get_channel_name(),
@@ -180,10 +226,14 @@ impl Cluster {
                             );
                             continue;
                         };
+                        if let Feed::Roster { version, .. } = &feed {
+                            self.watch.delivered(*version);
+                        }
                         if tx.send(feed).await.is_err() {
                             return;
                         }
                     }
+                    self.watch.open.store(false, Ordering::Relaxed);
                     tracing::debug!(node = %self.id, "cluster: roster subscription lost");
                 }
             }
@@ -219,6 +269,7 @@ impl Cluster {
             .await;
         let text = read.map_err(|e| self.failed(e)).ok()?;
         let wire: RosterWire = serde_json::from_str(&text).ok()?;
+        self.watch.delivered(wire.version);
         Some(Feed::Roster {
             version: wire.version,
             ready: None,
@@ -254,4 +305,32 @@ fn roster_channel() -> String {
 /// Where messages for the sockets of node `node` are published.
 fn inbox_channel(node: &str) -> String {
     format!("{PREFIX}tutorial:to:{node}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RosterWatch;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_version_still_undelivered_a_heartbeat_later_marks_the_subscription_stale() {
+        let watch = RosterWatch::default();
+        watch.open.store(true, Ordering::Relaxed);
+        watch.delivered(3);
+        assert!(!watch.beat(3), "nothing was due yet");
+        assert!(
+            !watch.beat(5),
+            "version 3 was delivered; 5 is new at this beat"
+        );
+        assert!(
+            watch.beat(5),
+            "5 was in Redis a heartbeat ago and never arrived"
+        );
+        watch.delivered(5);
+        assert!(!watch.beat(5));
+        // While no subscription is open (Redis away, subscribing again) nothing is stale.
+        watch.open.store(false, Ordering::Relaxed);
+        assert!(!watch.beat(9));
+        assert!(!watch.beat(9));
+    }
 }
