@@ -7,24 +7,23 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io as ioV4 } from 'socket.io-client';
 import ioV2 from 'socket.io-client-v2';
-import { startRedis, startNode } from './lib/cluster.mjs';
+import { startCluster } from './lib/cluster.mjs';
 import { WAIT_MS, next } from './lib/events.mjs';
 
+let cluster;
 let redis;
-const nodes = {};
+let nodes;
 const clients = [];
 
 before(async () => {
-  redis = await startRedis();
-  // A short ttl: the killed node's sockets leave the roster about a second later.
-  const env = { SFU_LITE_CLUSTER_HEARTBEAT_MS: '200', SFU_LITE_CLUSTER_NODE_TTL_MS: '1000' };
-  for (const id of ['a', 'b', 'c']) nodes[id] = await startNode(redis.url, id, env);
+  // Short heartbeats: the killed node's sockets leave the roster about a second later.
+  cluster = await startCluster(['a', 'b', 'c']);
+  ({ redis, nodes } = cluster);
 });
 
 after(async () => {
   for (const c of clients) c.close();
-  for (const n of Object.values(nodes)) await n.stop().catch(() => {});
-  await redis?.stop();
+  await cluster?.stop();
 });
 
 /** A tutorial client on node `node`; it records every roster it is given, in order. */

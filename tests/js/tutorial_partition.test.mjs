@@ -11,18 +11,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { io } from 'socket.io-client';
-import { startRedis, startNode } from './lib/cluster.mjs';
+import { startCluster } from './lib/cluster.mjs';
 import { WAIT_MS, next } from './lib/events.mjs';
 
 const NFT_TABLE = 'sfu_partition_test';
+let cluster;
 let redis;
-const nodes = {};
+let nodes;
 const clients = [];
 
 before(async () => {
-  redis = await startRedis();
-  const env = { SFU_LITE_CLUSTER_HEARTBEAT_MS: '200', SFU_LITE_CLUSTER_NODE_TTL_MS: '1000' };
-  for (const id of ['a', 'b']) nodes[id] = await startNode(redis.url, id, env);
+  cluster = await startCluster(['a', 'b']);
+  ({ redis, nodes } = cluster);
 });
 
 after(async () => {
@@ -30,8 +30,7 @@ after(async () => {
     execFileSync('nft', ['delete', 'table', 'ip', NFT_TABLE], { stdio: 'ignore' });
   } catch {}
   for (const c of clients) c.close();
-  for (const n of Object.values(nodes)) await n.stop().catch(() => {});
-  await redis?.stop();
+  await cluster?.stop();
 });
 
 const redisPort = () => Number(new URL(redis.url).port);

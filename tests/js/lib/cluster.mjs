@@ -79,6 +79,25 @@ export async function startNode(redisUrl, id, env = {}) {
 }
 
 /**
+ * Redis and one node per id, with heartbeats short enough (200 ms, ttl 1 s) that a test sees
+ * a node's death or a repair within a second. `stop` ends them all.
+ */
+export async function startCluster(ids) {
+  const redis = await startRedis();
+  const env = { SFU_LITE_CLUSTER_HEARTBEAT_MS: '200', SFU_LITE_CLUSTER_NODE_TTL_MS: '1000' };
+  const nodes = {};
+  for (const id of ids) nodes[id] = await startNode(redis.url, id, env);
+  return {
+    redis,
+    nodes,
+    stop: async () => {
+      for (const n of Object.values(nodes)) await n.stop().catch(() => {});
+      await redis.stop();
+    },
+  };
+}
+
+/**
  * A TCP balancer on a free port in front of `backends` (ports): each accepted connection goes
  * to the next backend in turn; one that refuses is skipped for this connection.
  */
