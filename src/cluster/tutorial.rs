@@ -86,6 +86,13 @@ impl RosterWatch {
         self.seen.fetch_max(version, Ordering::Relaxed);
     }
 
+    /// A fresh read after subscribing starts the count again: Redis may have restarted empty,
+    /// and its versions with it.
+    fn restarted(&self, version: u64) {
+        self.seen.store(version, Ordering::Relaxed);
+        self.expected.store(version, Ordering::Relaxed);
+    }
+
     /// At a heartbeat that read `version` from Redis: whether the previous heartbeat's version
     /// has been delivered since; if not, the subscription is told to start again.
     fn beat(&self, version: u64) -> bool {
@@ -269,7 +276,7 @@ impl Cluster {
             .await;
         let text = read.map_err(|e| self.failed(e)).ok()?;
         let wire: RosterWire = serde_json::from_str(&text).ok()?;
-        self.watch.delivered(wire.version);
+        self.watch.restarted(wire.version);
         Some(Feed::Roster {
             version: wire.version,
             ready: None,
@@ -328,6 +335,11 @@ mod tests {
         );
         watch.delivered(5);
         assert!(!watch.beat(5));
+        // Redis restarted empty: its versions start again from the fresh read.
+        watch.restarted(1);
+        assert!(!watch.beat(1));
+        assert!(!watch.beat(2));
+        assert!(watch.beat(2), "2 never arrived");
         // While no subscription is open (Redis away, subscribing again) nothing is stale.
         watch.open.store(false, Ordering::Relaxed);
         assert!(!watch.beat(9));
