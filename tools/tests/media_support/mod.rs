@@ -90,19 +90,44 @@ pub fn packets_from(receiver: &HeadlessPeer, publisher: &str, source: Source) ->
 /// Waits (bounded by `WAIT` per pair) until every peer has received at least `video` camera and
 /// `audio` microphone packets from every other peer.
 pub async fn wait_for_media_between(peers: &[HeadlessPeer], video: u64, audio: u64) {
+    wait_for_each_pair(peers, |_, _| (video, audio)).await
+}
+
+/// Waits (bounded by `WAIT` per pair) until every peer has `more` camera and microphone
+/// packets from every other peer beyond what it has when called.
+pub async fn wait_for_more_media_between(peers: &[HeadlessPeer], more: u64) {
+    wait_for_each_pair(peers, |rx, who| {
+        (
+            packets_from(rx, who, Source::Camera) + more,
+            packets_from(rx, who, Source::Microphone) + more,
+        )
+    })
+    .await
+}
+
+/// Every (receiver, publisher) pair's (camera, microphone) targets, all taken first, then
+/// waited for one pair after the other.
+async fn wait_for_each_pair(
+    peers: &[HeadlessPeer],
+    target: impl Fn(&HeadlessPeer, &str) -> (u64, u64),
+) {
+    let mut targets = Vec::new();
     for rx in peers {
         for tx in peers {
-            if rx.id() == tx.id() {
-                continue;
+            if rx.id() != tx.id() {
+                let who = tx.id().to_string();
+                let (video, audio) = target(rx, &who);
+                targets.push((rx, who, video, audio));
             }
-            let who = tx.id().to_string();
-            rx.wait_until(WAIT, &format!("media from {who}"), |p| {
-                packets_from(p, &who, Source::Camera) >= video
-                    && packets_from(p, &who, Source::Microphone) >= audio
-            })
-            .await
-            .unwrap();
         }
+    }
+    for (rx, who, video, audio) in targets {
+        rx.wait_until(WAIT, &format!("media from {who}"), |p| {
+            packets_from(p, &who, Source::Camera) >= video
+                && packets_from(p, &who, Source::Microphone) >= audio
+        })
+        .await
+        .unwrap();
     }
 }
 
