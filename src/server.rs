@@ -296,6 +296,13 @@ impl RunningServer {
                 "shutdown grace period over; closing the connections still open"
             );
         }
+        // Cut short before (or while) leaving the cluster: leave now, bounded, so the
+        // heartbeat and the subscription end and the rooms' claims go.
+        if let Some(cluster) = &self.cluster {
+            if !cluster.is_closed() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), cluster.shutdown()).await;
+            }
+        }
         // Stops accepting; idle keep-alive connections close at once.
         self.http.graceful_shutdown(Some(Duration::from_secs(1)));
         self.signaling.close_transports().await;

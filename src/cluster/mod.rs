@@ -231,15 +231,26 @@ impl Cluster {
             .collect())
     }
 
+    /// Whether [`Cluster::shutdown`] has started.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Stops the heartbeat and leaves the registry: this node's entry and its rooms' claims are
     /// deleted, so its rooms can be claimed again at once (their members were told to go).
     pub async fn shutdown(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+        self.closed.store(true, Ordering::SeqCst);
+        // First, not last: the server's grace period may cut this function short while Redis
+        // is slow (its drain is under a timeout). See `succeeded` for a call finishing now.
+        self.metrics.cluster_redis_up.store(0, Ordering::SeqCst);
         self.stop.notify_one();
         let tasks = std::mem::take(&mut *crate::sync::lock(&self.tasks));
-        for task in tasks {
-            // The subscription has nothing to finish; the heartbeat ends at `stop`.
+        // The subscription has nothing to finish; the heartbeat ends at `stop`. All aborted
+        // before any is awaited, so a caller that gives up on this function leaves none running.
+        for task in &tasks {
             task.abort();
+        }
+        for task in tasks {
             let _ = task.await;
         }
         self.tutorial_sync(true).await;
@@ -255,7 +266,6 @@ impl Cluster {
         if let Err(e) = left {
             tracing::warn!(node = %self.id, error = %describe(&e), "cluster: could not leave the registry; its entry expires by itself");
         }
-        self.metrics.cluster_redis_up.store(0, Ordering::Relaxed);
     }
 
     async fn run(self: Arc<Self>) {
@@ -333,7 +343,12 @@ impl Cluster {
         }
         if !self.up.swap(true, Ordering::Relaxed) {
             tracing::info!(node = %self.id, url = %self.url, "cluster: registered in Redis");
-            self.metrics.cluster_redis_up.store(1, Ordering::Relaxed);
+            self.metrics.cluster_redis_up.store(1, Ordering::SeqCst);
+            // A shutdown between the check above and this store has already zeroed the
+            // gauge: it must stay zero (both sides SeqCst, so one of them sees the other).
+            if self.closed.load(Ordering::SeqCst) {
+                self.metrics.cluster_redis_up.store(0, Ordering::SeqCst);
+            }
         }
     }
 
