@@ -138,6 +138,31 @@ export function inbound(page) {
   });
 }
 
+/**
+ * What a publishing page sends of its camera, by rid: {frameWidth, framesPerSecond, bytesSent,
+ * active, qualityLimitationReason}. A failed wait on a layer prints it: a busy machine makes
+ * Chromium scale its layers down or drop the top one.
+ */
+export function outbound(page, source = 'camera') {
+  return page.evaluate(async (source) => {
+    const t = window.sfuLite?.publisher?.transceivers.get(source);
+    if (!t) return {};
+    const active = Object.fromEntries(t.sender.getParameters().encodings.map((e) => [e.rid ?? '', e.active !== false]));
+    const out = {};
+    for (const r of (await t.sender.getStats()).values()) {
+      if (r.type !== 'outbound-rtp') continue;
+      out[r.rid ?? ''] = {
+        frameWidth: r.frameWidth ?? 0,
+        framesPerSecond: r.framesPerSecond ?? 0,
+        bytesSent: r.bytesSent ?? 0,
+        active: active[r.rid ?? ''],
+        qualityLimitationReason: r.qualityLimitationReason,
+      };
+    }
+    return out;
+  }, source);
+}
+
 /** The page's own participant id once it has joined. */
 export function ownId(page) {
   return waitFor(() => page.evaluate(() => window.sfuLite?.id), { what: 'join acknowledgement' });
