@@ -40,6 +40,7 @@ fn supports_nack(info: &StreamInfo) -> bool {
 /// Builds a [`Responder`] per PeerConnection.
 pub struct ResponderBuilder {
     pub history: usize,
+    pub history_age: Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -47,6 +48,7 @@ impl InterceptorBuilder for ResponderBuilder {
     fn build(&self, _id: &str) -> IResult<Arc<dyn Interceptor + Send + Sync>> {
         Ok(Arc::new(Responder {
             history: self.history,
+            history_age: self.history_age,
             metrics: self.metrics.clone(),
             streams: Arc::default(),
         }))
@@ -63,6 +65,7 @@ type SentStreams = Arc<Mutex<HashMap<u32, Arc<SentStream>>>>;
 
 pub struct Responder {
     history: usize,
+    history_age: Duration,
     metrics: Arc<Metrics>,
     streams: SentStreams,
 }
@@ -70,7 +73,7 @@ pub struct Responder {
 #[async_trait]
 impl RTPWriter for SentStream {
     async fn write(&self, pkt: &Packet, a: &Attributes) -> IResult<usize> {
-        lock(&self.history).add(pkt.header.sequence_number, Kept::new(pkt));
+        lock(&self.history).add(pkt.header.sequence_number, Kept::new(pkt), Instant::now());
         self.next.write(pkt, a).await
     }
 }
@@ -99,8 +102,10 @@ impl RTCPReader for NackReader {
             // Answered here, in the reader's task, rather than in a task per NACK: a
             // subscriber that floods NACKs slows its own RTCP reading, nothing else. What one
             // NACK can ask for is bounded by the history.
+            let now = Instant::now();
             for seq in nack.nacks.iter().flat_map(|pair| pair.into_iter()) {
-                let Some(packet) = lock(&stream.history).get(seq).and_then(|k| k.packet()) else {
+                let Some(packet) = lock(&stream.history).get(seq, now).and_then(|k| k.packet())
+                else {
                     continue;
                 };
                 if stream.next.write(&packet, &Attributes::new()).await.is_ok() {
@@ -141,7 +146,7 @@ impl Interceptor for Responder {
             return writer;
         }
         let stream = Arc::new(SentStream {
-            history: Mutex::new(History::new(self.history)),
+            history: Mutex::new(History::new(self.history, self.history_age)),
             next: writer,
         });
         lock(&self.streams).insert(info.ssrc, stream.clone());

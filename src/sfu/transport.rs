@@ -171,14 +171,17 @@ pub fn codec_capability(mime: &str) -> Option<RTCRtpCodecCapability> {
         .find(|c| c.mime_type.eq_ignore_ascii_case(mime))
 }
 
-/// Packets of history each outgoing stream keeps for answering NACKs: 512, i.e. 10 s of 500 kbit/s
-/// video or ~2 s at 2.5 Mbit/s, several round trips and far beyond the generator's give-up time
-/// in any case (LiveKit keeps 500 per down track). The packets themselves are shared with the
-/// other subscribers of the same track (`Bytes`) and headers are kept marshalled inline
-/// (`kept.rs`), so a down track costs 512 slots of 64 bytes (32 KiB) plus whatever payloads
-/// only it still holds. webrtc-rs's default of 8,192 held over 200 MiB
-/// in a 16-person meeting, ~15 MiB per participant, for history no NACK ever reaches.
+/// What each outgoing stream keeps for answering NACKs: the packets of the last 2 s, at most
+/// 512 (~2 s at 2.5 Mbit/s), in a ring that grows with the stream's rate (`recovery::History`).
+/// Past 2 s a retransmission is useless: our own generator gives up after ~270 ms, a browser's
+/// jitter buffer has moved on, and mediasoup keeps 2 s of video for the same reason. The
+/// payloads are shared with the other subscribers of the same track (`Bytes`) and headers are
+/// kept marshalled inline (`kept.rs`), so a 500 kbit/s down track costs 128 slots of ~88 bytes
+/// and whatever payloads of its last 2 s only it still holds. A fixed 512 slots (10 s at that
+/// rate) cost a 16-person meeting 0.96 MiB per participant; webrtc-rs's default of 8,192 held
+/// over 200 MiB, ~15 MiB per participant, for history no NACK ever reaches.
 const NACK_HISTORY: usize = 512;
+const NACK_HISTORY_AGE: Duration = Duration::from_secs(2);
 
 /// When a receiver (the server for its publishers' hops, a headless client for its own)
 /// NACKs a hole, how often and until when (`recovery::NackPolicy`; docs/sfu.md "Loss
@@ -228,6 +231,7 @@ pub fn engine_with(
     let mut registry = inner;
     registry.add(Box::new(nack::ResponderBuilder {
         history: NACK_HISTORY,
+        history_age: NACK_HISTORY_AGE,
         metrics: metrics.clone(),
     }));
     registry.add(Box::new(nack::GeneratorBuilder {
