@@ -417,6 +417,9 @@ fn build_api(
 fn settings(config: &MediaConfig, listen_ip: IpAddr) -> SettingEngine {
     let mut settings = SettingEngine::default();
     recovery_settings(&mut settings);
+    // Nothing here calls `get_stats`; the stats interceptor would still cost a timestamp and a
+    // channel send per packet per connection (vendor/webrtc/PATCHES.md, patch 4).
+    settings.disable_stats_interceptor(true);
     // ICE-lite, as mediasoup and Janus: the server answers checks and never starts them, so
     // a client that names a hundred candidates cannot make it send checks to a hundred
     // addresses (a full agent sends ~8 to each). Clients are full agents and take the

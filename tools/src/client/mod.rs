@@ -682,6 +682,8 @@ async fn new_pc(
     };
     let (media, registry) = engine_with(inner, metrics, streams)?;
     let mut settings = SettingEngine::default();
+    // As on the server: no `get_stats` here, so no per-packet stats interceptor.
+    settings.disable_stats_interceptor(true);
     if opts.loopback_only {
         loopback_only(&mut settings, false);
     }

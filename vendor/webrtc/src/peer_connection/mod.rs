@@ -18,7 +18,7 @@ pub mod signaling_state;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ::ice::candidate::candidate_base::unmarshal_candidate;
@@ -228,8 +228,16 @@ impl RTCPeerConnection {
 
         let (interceptor, stats_interceptor): (Arc<dyn Interceptor + Send + Sync>, _) = {
             let mut chain = api.interceptor_registry.build_chain("")?;
-            let stats_interceptor = stats::make_stats_interceptor("");
-            chain.add(stats_interceptor.clone());
+            // sfu-lite patch 4: disabled, the stats interceptor (and the reducer task its
+            // constructor spawns) is never made; the Weak never upgrades, which get_stats
+            // already handles.
+            let stats_interceptor = if api.setting_engine.disable_stats_interceptor {
+                Weak::new()
+            } else {
+                let stats_interceptor = stats::make_stats_interceptor("");
+                chain.add(stats_interceptor.clone());
+                Arc::downgrade(&stats_interceptor)
+            };
 
             (Arc::new(chain), stats_interceptor)
         };
@@ -238,7 +246,7 @@ impl RTCPeerConnection {
         let (internal, configuration) = PeerConnectionInternal::new(
             api,
             weak_interceptor,
-            Arc::downgrade(&stats_interceptor),
+            stats_interceptor,
             configuration,
         )
         .await?;

@@ -93,6 +93,8 @@ pub struct SettingEngine {
     pub(crate) allow_insecure_verification_algorithm: bool,
     pub(crate) disable_srtp_replay_protection: bool,
     pub(crate) disable_srtcp_replay_protection: bool,
+    // sfu-lite patch 4: see disable_stats_interceptor.
+    pub(crate) disable_stats_interceptor: bool,
     pub(crate) vnet: Option<Arc<Net>>,
     //BufferFactory                             :func(packetType packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser,
     //iceTCPMux                                 :ice.TCPMux,?
@@ -306,6 +308,15 @@ impl SettingEngine {
     /// disable_srtcp_replay_protection disables srtcp replay protection.
     pub fn disable_srtcp_replay_protection(&mut self, is_disabled: bool) {
         self.disable_srtcp_replay_protection = is_disabled;
+    }
+
+    /// sfu-lite patch 4: disable_stats_interceptor leaves the stats interceptor, which
+    /// `RTCPeerConnection::new` otherwise adds to every connection's chain, out of it. That
+    /// interceptor timestamps every RTP/RTCP packet and sends it over a channel to a reducer
+    /// task of its own; only `get_stats` reads the result. Without it, `get_stats` reports
+    /// no inbound/outbound RTP stream stats (transport, candidate and codec stats remain).
+    pub fn disable_stats_interceptor(&mut self, is_disabled: bool) {
+        self.disable_stats_interceptor = is_disabled;
     }
 
     /// set_include_loopback_candidate enables webrtc-rs to gather loopback candidates, it is
