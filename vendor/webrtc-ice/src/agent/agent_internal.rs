@@ -264,7 +264,14 @@ impl AgentInternal {
             let ai = Arc::clone(self);
             tokio::spawn(async move {
                 loop {
-                    let mut interval = DEFAULT_CHECK_INTERVAL;
+                    // sfu-lite patch 1: start from the keepalive interval, as pion/ice (which
+                    // this is a port of) does, not from DEFAULT_CHECK_INTERVAL (200 ms): the
+                    // `update_interval` calls below only ever lower it, so from 200 ms a
+                    // connected agent woke 5 times a second for its whole life to find its
+                    // keepalive (2 s) not due. Checking still runs at `check_interval`; a
+                    // connected or disconnected agent wakes at min(keepalive, disconnected
+                    // and failed timeouts).
+                    let mut interval = DEFAULT_KEEPALIVE_INTERVAL;
 
                     let mut update_interval = |x: Duration| {
                         if x != ZERO_DURATION && (interval == ZERO_DURATION || interval > x) {
@@ -515,7 +522,8 @@ impl AgentInternal {
         }
     }
 
-    fn request_connectivity_check(&self) {
+    // sfu-lite patch 1: pub(crate) so that `Agent::restart` can wake the check loop.
+    pub(crate) fn request_connectivity_check(&self) {
         let _ = self.force_candidate_contact_tx.try_send(true);
     }
 

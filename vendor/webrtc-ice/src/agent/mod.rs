@@ -434,6 +434,10 @@ impl Agent {
             self.internal
                 .update_connection_state(ConnectionState::Checking)
                 .await;
+            // sfu-lite patch 1: a connected agent's check loop may be asleep for up to its
+            // keepalive interval (2 s); wake it so that it starts checking at once, at the
+            // checking interval.
+            self.internal.request_connectivity_check();
         }
 
         Ok(())
